@@ -1,0 +1,162 @@
+"""Small build_* functions that turn a validated config into the pieces of a run (STYLE item 14)."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from chord.config import ChordConfig, ConfigError, to_yaml
+from chord.data.loading import build_expert_examples, build_prompt_examples, load_rows
+from chord.data.streams import ShuffledStream
+from chord.distributed import Dist, barrier
+from chord.logger import RunLogger
+from chord.models.load import load_causal_lm, load_tokenizer, resolve_model_path
+from chord.rewards import RewardFn, resolve_reward
+
+
+@dataclass
+class Run:
+    cfg: ChordConfig
+    dist: Dist
+    out_dir: Path
+    model_path: str
+    tokenizer: Any
+    pad_id: int
+    prompts: ShuffledStream | None
+    experts: ShuffledStream | None
+    reward_fn: RewardFn
+    engine: Any  # RolloutEngine on rank 0, None elsewhere or without rollouts
+    learner: Any  # DeepSpeedLearner
+    logger: RunLogger
+    grad_accum: int
+
+    def close(self) -> None:
+        self.logger.close()
+        if self.engine is not None:
+            self.engine.close()
+
+
+def uses_rl(cfg: ChordConfig) -> bool:
+    m = cfg.algorithm.mu
+    return cfg.trainer.prompts_per_step > 0 and min(m.peak, m.valley) < 1.0
+
+
+def uses_expert(cfg: ChordConfig) -> bool:
+    m = cfg.algorithm.mu
+    return cfg.trainer.expert_per_step > 0 and max(m.peak, m.valley) > 0.0
+
+
+def rows_per_step(cfg: ChordConfig) -> tuple[int, int]:
+    t = cfg.trainer
+    n_roll = t.prompts_per_step * t.samples_per_prompt if uses_rl(cfg) else 0
+    n_exp = t.expert_per_step if uses_expert(cfg) else 0
+    return n_roll, n_exp
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def builtin_source(cfg: ChordConfig, source: str, kind: str) -> str:
+    """`builtin:tiny` -> the generated tiny task file of that kind (rl / expert)."""
+    if not source.startswith("builtin:"):
+        return source
+    name = source.split(":", 1)[1]
+    if name != "tiny":
+        raise ConfigError(f"unknown built-in data source '{source}' (available: builtin:tiny)")
+    from chord.data.tiny_task import generate_tiny_task
+
+    return str(generate_tiny_task(Path(cfg.model.cache_dir) / "tiny_task", seed=0)[kind])
+
+
+def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStream | None, ShuffledStream | None]:
+    prompts = experts = None
+    say = print if d.is_main else (lambda *a, **k: None)
+    if uses_rl(cfg):
+        p = cfg.data.prompts
+        ds = load_rows(builtin_source(cfg, p.source, "rl"), p.split)
+        items, report = build_prompt_examples(
+            ds, tokenizer, prompt_column=p.prompt_column, answer_column=p.answer_column,
+            system_prompt=p.system_prompt, max_prompt_length=p.max_prompt_length,
+            max_bad_fraction=p.max_bad_fraction,
+        )
+        say(f"chord: {report.summary()}", file=sys.stderr)
+        prompts = ShuffledStream(items, seed=cfg.run.seed, name="prompts")
+    if uses_expert(cfg):
+        e = cfg.data.expert
+        assert e.source is not None
+        ds = load_rows(builtin_source(cfg, e.source, "expert"), e.split)
+        items, report = build_expert_examples(
+            ds, tokenizer, messages_column=e.messages_column, prompt_column=e.prompt_column,
+            response_column=e.response_column, system_prompt=e.system_prompt, max_length=e.max_length,
+            truncation=e.truncation, max_bad_fraction=e.max_bad_fraction,
+        )
+        say(f"chord: {report.summary()}", file=sys.stderr)
+        experts = ShuffledStream(items, seed=cfg.run.seed + 1, name="expert")
+    return prompts, experts
+
+
+def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> Any:
+    """The vLLM engine lives on rank 0 only; in its own process when there are several ranks."""
+    if not (d.is_main and uses_rl(cfg)):
+        return None
+    mp = cfg.rollout.multiprocess
+    multiprocess = d.world > 1 if mp == "auto" else str(mp).lower() == "true"
+    if d.world > 1 and not multiprocess:
+        raise ConfigError("'rollout.multiprocess' must not be false with several ranks (in-process vLLM deadlocks)")
+    max_len = cfg.data.prompts.max_prompt_length + cfg.rollout.max_new_tokens
+    if cfg.rollout.backend == "hf":
+        from chord.rollout.hf_engine import HFEngine
+
+        return HFEngine(model_path, cfg.rollout, seed=cfg.run.seed, dtype=cfg.model.dtype)
+    from chord.rollout.vllm_engine import VLLMEngine
+
+    return VLLMEngine(model_path, cfg.rollout, seed=cfg.run.seed, dtype=cfg.model.dtype,
+                      max_model_len=max_len, multiprocess=multiprocess)
+
+
+def build_learner(cfg: ChordConfig, model_path: str, grad_accum: int) -> Any:
+    from chord.learner.deepspeed_learner import DTYPES, DeepSpeedLearner
+
+    model = load_causal_lm(model_path, DTYPES[cfg.model.dtype])
+    ref = None
+    if cfg.algorithm.kl_coef != 0.0:
+        ref = load_causal_lm(model_path, DTYPES[cfg.model.dtype]).eval().requires_grad_(False)
+    return DeepSpeedLearner(model, cfg, grad_accum, ref_model=ref)
+
+
+def build_run(cfg: ChordConfig, d: Dist) -> Run:
+    reward_fn = resolve_reward(cfg.reward.name)  # a bad reference fails before anything is built
+    seed_everything(cfg.run.seed)
+    n_roll, n_exp = rows_per_step(cfg)
+    for n, key in ((n_roll, "trainer.prompts_per_step x samples_per_prompt"), (n_exp, "trainer.expert_per_step")):
+        if n % d.world:
+            raise ConfigError(f"'{key}' = {n} rows is not divisible by the world size {d.world}")
+    grad_accum = max(1, math.ceil((n_roll + n_exp) // d.world / cfg.trainer.micro_batch_size))
+    out_dir = Path(cfg.run.output_dir)
+    # Rank 0 builds shared artefacts (tiny model, task files) first; the others then find them cached.
+    if d.is_main:
+        model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
+        prompts, experts = build_data(cfg, load_tokenizer(model_path), d)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(to_yaml(cfg))
+    barrier()
+    if not d.is_main:
+        model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
+        prompts, experts = build_data(cfg, load_tokenizer(model_path), d)
+    tokenizer = load_tokenizer(model_path)
+    learner = build_learner(cfg, model_path, grad_accum)
+    engine = build_engine(cfg, model_path, d)
+    logger = RunLogger(out_dir, cfg.logging.tensorboard, enabled=d.is_main)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Run(cfg, d, out_dir, model_path, tokenizer, pad, prompts, experts, reward_fn, engine, learner,
+               logger, grad_accum)

@@ -1,0 +1,255 @@
+"""Typed recipe schema, loaded with OmegaConf from YAML plus `dotted.key=value` overrides.
+
+Defaults live here and only here. Unknown keys, wrong types and impossible values fail before any
+work with a one-line `ConfigError` naming the dotted key (train.py turns it into exit status 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A bad recipe or override; the message is one line and names the dotted key."""
+
+
+@dataclass
+class RunConfig:
+    name: str = "chord"
+    output_dir: str = "runs/${run.name}"  # checkpoints, metrics.jsonl, TensorBoard events
+    seed: int = 0  # seeds torch, data order and vLLM sampling
+
+
+@dataclass
+class ModelConfig:
+    path: str = "tiny"  # "tiny" = built-in tiny Qwen2 built offline; else a hub id or local folder
+    cache_dir: str = ".cache/chord"  # where the built-in tiny model and task data are built
+    dtype: str = "float32"  # float32 | bfloat16 (log-probs are always computed in fp32)
+
+
+@dataclass
+class PromptDataConfig:
+    source: str = "builtin:tiny"  # builtin:tiny, a local json/jsonl/parquet file, or a hub id
+    split: str = "train"
+    prompt_column: str = "prompt"
+    answer_column: str = "answer"
+    system_prompt: str | None = None
+    max_prompt_length: int = 128  # longer prompts are skipped and counted
+    max_bad_fraction: float = 0.05  # abort if more rows than this are malformed
+
+
+@dataclass
+class ExpertDataConfig:
+    source: str | None = "builtin:tiny"  # null: no expert data (pure GRPO)
+    split: str = "train"
+    messages_column: str | None = "messages"  # chat messages, last one from the assistant
+    prompt_column: str | None = None  # alternative to messages: prompt + response columns
+    response_column: str | None = None
+    system_prompt: str | None = None
+    max_length: int = 256  # prompt + response tokens
+    truncation: str = "drop"  # drop | truncate (keep the prompt, cut the response)
+    max_bad_fraction: float = 0.05
+
+
+@dataclass
+class DataConfig:
+    prompts: PromptDataConfig = field(default_factory=PromptDataConfig)
+    expert: ExpertDataConfig = field(default_factory=ExpertDataConfig)
+
+
+@dataclass
+class RewardConfig:
+    name: str = "tiny"  # a built-in name (see chord.rewards) or "package.module:function"
+
+
+@dataclass
+class MuConfig:
+    """mu schedule, CHORD_SPEC.md section 3 (W = D = 0 gives a constant = valley)."""
+
+    peak: float = 0.1
+    valley: float = 0.1
+    warmup_steps: int = 0
+    decay_steps: int = 0
+
+
+@dataclass
+class AlgorithmConfig:
+    mu: MuConfig = field(default_factory=MuConfig)
+    sft_weight: str = "phi"  # none | phi (CHORD-phi) | is
+    clip_eps_low: float = 0.2
+    clip_eps_high: float = 0.2
+    dual_clip: float | None = None  # e.g. 3.0; applies to A < 0 only
+    kl_coef: float = 0.0  # k3 KL to the frozen initial policy; 0 = off (paper default)
+    entropy_coef: float = 0.0  # entropy bonus; entropy is always logged
+    advantage_eps: float = 1e-6
+
+
+@dataclass
+class RolloutConfig:
+    backend: str = "vllm"  # vllm (default) | hf (transformers generate, for comparison)
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    multiprocess: str = "auto"  # auto (in-process engine at world size 1) | true | false
+    enforce_eager: bool = True
+    kv_cache_gib: float = 1.0  # VLLM_CPU_KVCACHE_SPACE on CPU
+    gpu_memory_utilization: float = 0.4  # GPU: share the device with the learner
+    tensor_parallel_size: int = 1
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 60
+    prompts_per_step: int = 16  # B
+    samples_per_prompt: int = 8  # K
+    expert_per_step: int = 16  # E
+    micro_batch_size: int = 32  # rows per micro-batch per rank
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    lr_warmup_steps: int = 0
+    lr_schedule: str = "constant"  # constant | cosine
+    grad_clip: float = 1.0
+    max_logprob_gap: float = 1e-3  # fp32 only: stop if learner and vLLM disagree (stale weights)
+    save_at_end: bool = True
+
+
+@dataclass
+class LossImplConfig:
+    impl: str = "torch"  # torch (full fp32 logits) | auto | naive | chunked | triton (chord_kernels)
+    chunk_size: int = 1024
+
+
+@dataclass
+class DeepSpeedConfig:
+    zero_stage: int = 0
+    bf16: bool = False
+    config_path: str | None = None  # a DeepSpeed JSON; overrides zero_stage and bf16
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = True
+    progress_bar: bool = True
+
+
+@dataclass
+class ChordConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    loss: LossImplConfig = field(default_factory=LossImplConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def _check_keys(node: Any, schema: type, prefix: str) -> None:
+    """Reject unknown keys with their dotted path and the nearest valid name."""
+    if not isinstance(node, (dict, DictConfig)):
+        return
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in node:
+        path = f"{prefix}{key}"
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{prefix}{near[0]}'?)" if near else f" (valid: {', '.join(fields)})"
+            raise ConfigError(f"unknown key '{path}'{hint}")
+        sub = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
+        if sub is not None and dataclasses.is_dataclass(sub):
+            _check_keys(node[key], sub, f"{path}.")
+
+
+def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> ChordConfig:
+    """Schema defaults <- recipe YAML <- CLI overrides, validated; returns typed dataclasses."""
+    try:
+        merged = OmegaConf.structured(ChordConfig)
+        layers: list[tuple[str, Any]] = []
+        if recipe is not None:
+            if not Path(recipe).is_file():
+                raise ConfigError(f"recipe file not found: {recipe}")
+            layers.append((str(recipe), OmegaConf.load(recipe)))
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not of the form dotted.key=value")
+            layers.append((f"override {item}", OmegaConf.from_dotlist([item])))
+        for _, layer in layers:
+            if isinstance(layer, ListConfig):
+                raise ConfigError("a recipe must be a mapping of sections, not a list")
+            _check_keys(OmegaConf.to_container(layer), ChordConfig, "")
+            merged = OmegaConf.merge(merged, layer)
+        cfg: ChordConfig = OmegaConf.to_object(merged)  # resolves ${} interpolations
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"'{key}': {msg}" if key else msg) from None
+    validate(cfg)
+    return cfg
+
+
+def _require(ok: bool, key: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"'{key}' {msg}")
+
+
+def _one_of(value: Any, key: str, choices: tuple) -> None:
+    _require(value in choices, key, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def validate(cfg: ChordConfig) -> None:
+    """Impossible values fail here, before any model or engine is built."""
+    a, t, r, m = cfg.algorithm, cfg.trainer, cfg.rollout, cfg.algorithm.mu
+    for name in ("peak", "valley"):
+        v = getattr(m, name)
+        _require(0.0 <= v <= 1.0, f"algorithm.mu.{name}", f"must be in [0, 1], got {v}")
+    _require(m.warmup_steps >= 0, "algorithm.mu.warmup_steps", "must be >= 0")
+    _require(m.decay_steps >= 0, "algorithm.mu.decay_steps", "must be >= 0")
+    _one_of(a.sft_weight, "algorithm.sft_weight", ("none", "phi", "is"))
+    _require(0 <= a.clip_eps_low < 1, "algorithm.clip_eps_low", f"must be in [0, 1), got {a.clip_eps_low}")
+    _require(a.clip_eps_high >= 0, "algorithm.clip_eps_high", f"must be >= 0, got {a.clip_eps_high}")
+    _require(a.dual_clip is None or a.dual_clip > 1, "algorithm.dual_clip", "must be > 1 or null")
+    _require(a.kl_coef >= 0, "algorithm.kl_coef", "must be >= 0")
+    _require(t.steps >= 1, "trainer.steps", f"must be >= 1, got {t.steps}")
+    _require(t.samples_per_prompt >= 1, "trainer.samples_per_prompt", f"must be >= 1, got {t.samples_per_prompt}")
+    _require(t.prompts_per_step >= 0, "trainer.prompts_per_step", "must be >= 0")
+    _require(t.expert_per_step >= 0, "trainer.expert_per_step", "must be >= 0")
+    _require(t.prompts_per_step + t.expert_per_step > 0, "trainer.prompts_per_step",
+             "and trainer.expert_per_step are both 0: nothing to train on")
+    _require(t.micro_batch_size >= 1, "trainer.micro_batch_size", "must be >= 1")
+    _require(t.lr > 0, "trainer.lr", f"must be > 0, got {t.lr}")
+    _one_of(t.lr_schedule, "trainer.lr_schedule", ("constant", "cosine"))
+    _require(t.max_logprob_gap > 0, "trainer.max_logprob_gap", "must be > 0")
+    _one_of(r.backend, "rollout.backend", ("vllm", "hf"))
+    _one_of(str(r.multiprocess).lower(), "rollout.multiprocess", ("auto", "true", "false"))
+    _require(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
+    _require(r.temperature > 0, "rollout.temperature", "must be > 0 (on-policy sampling)")
+    _require(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
+    _one_of(cfg.model.dtype, "model.dtype", ("float32", "bfloat16"))
+    _one_of(cfg.loss.impl, "loss.impl", ("torch", "auto", "naive", "chunked", "triton"))
+    _one_of(cfg.deepspeed.zero_stage, "deepspeed.zero_stage", (0, 1, 2, 3))
+    _one_of(cfg.data.expert.truncation, "data.expert.truncation", ("drop", "truncate"))
+    e = cfg.data.expert
+    _require(e.messages_column is not None or (e.prompt_column and e.response_column),
+             "data.expert.messages_column", "is null: set data.expert.prompt_column and response_column")
+    uses_expert = t.expert_per_step > 0 and (m.peak > 0 or m.valley > 0)
+    _require(not uses_expert or e.source is not None, "data.expert.source",
+             "is null but trainer.expert_per_step > 0 and mu > 0")
+    uses_rl = t.prompts_per_step > 0 and (m.peak < 1 or m.valley < 1)
+    _require(not (t.prompts_per_step > 0 and not uses_rl), "trainer.prompts_per_step",
+             "must be 0 when mu is 1 throughout (pure SFT does no rollouts)")
+    _require(uses_rl or uses_expert, "trainer", "has neither an RL nor an SFT term to train")
+
+
+def to_yaml(cfg: ChordConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -1,0 +1,164 @@
+"""DeepSpeed learner: both losses in one backward pass, one optimizer step per training step.
+
+Gradient scaling: each micro-batch loss already carries the *global* denominators (token counts of
+the whole step on all ranks), so the step gradient is the plain sum of micro-batch gradients over
+micro-batches and ranks. DeepSpeed would divide by the accumulation steps (we pass
+scale_wrt_gas=False) and average over data-parallel ranks (we multiply the loss by world size).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import deepspeed
+import torch
+import torch.distributed as dist
+
+from chord.algo.chord_loss import LossSettings, chord_loss
+from chord.config import ChordConfig
+from chord.learner.head import ChordHead
+from chord.learner.token_stats import token_logp_entropy
+from chord.step_metrics import merge
+from chord.types import TokenBatch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def build_ds_config(cfg: ChordConfig, grad_accum: int, world: int) -> dict[str, Any]:
+    """DeepSpeed JSON from the recipe's `deepspeed:` section (or a user file), batch sizes filled in."""
+    if cfg.deepspeed.config_path:
+        with open(cfg.deepspeed.config_path) as f:
+            ds = json.load(f)
+    else:
+        ds = {"zero_optimization": {"stage": cfg.deepspeed.zero_stage}, "bf16": {"enabled": cfg.deepspeed.bf16}}
+    ds["train_micro_batch_size_per_gpu"] = cfg.trainer.micro_batch_size
+    ds["gradient_accumulation_steps"] = grad_accum
+    ds["train_batch_size"] = cfg.trainer.micro_batch_size * grad_accum * world
+    ds["gradient_clipping"] = cfg.trainer.grad_clip
+    ds.setdefault("steps_per_print", 10**9)
+    ds.setdefault("wall_clock_breakdown", False)
+    return ds
+
+
+def lr_lambda(cfg: ChordConfig):
+    t = cfg.trainer
+
+    def f(i: int) -> float:  # i = optimizer steps taken so far
+        if i < t.lr_warmup_steps:
+            return (i + 1) / t.lr_warmup_steps
+        if t.lr_schedule == "cosine":
+            span = max(1, t.steps - t.lr_warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (i - t.lr_warmup_steps) / span)))
+        return 1.0
+
+    return f
+
+
+class DeepSpeedLearner:
+    def __init__(self, model: torch.nn.Module, cfg: ChordConfig, grad_accum: int, ref_model: torch.nn.Module | None = None):
+        self.cfg = cfg
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        model.lm_head = ChordHead(model.lm_head)
+        t = cfg.trainer
+        opt = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), weight_decay=t.weight_decay,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+        self.ds_config = build_ds_config(cfg, grad_accum, self.world)
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=opt, lr_scheduler=sched, config=self.ds_config
+        )
+        self.zero_stage = self.engine.zero_optimization_stage()
+        self.grad_accum = grad_accum
+        self.ref_model = ref_model
+        a = cfg.algorithm
+        self.settings = LossSettings(
+            sft_weight=a.sft_weight, eps_low=a.clip_eps_low, eps_high=a.clip_eps_high,
+            dual_clip=a.dual_clip, kl_coef=a.kl_coef, entropy_coef=a.entropy_coef,
+        )
+        self.temperature = cfg.rollout.temperature
+        self._token_fn = self._build_token_fn()
+
+    # -- loss ----------------------------------------------------------------------------------------
+    def _build_token_fn(self):
+        """Chosen once (STYLE item 14): per-token (logp, entropy) from hidden states, or the fused op."""
+        impl = self.cfg.loss.impl
+        if impl == "torch":
+            def torch_fn(hidden, weight, bias, sel):
+                return token_logp_entropy(
+                    hidden, weight, bias, sel["targets"], temperature=self.temperature,
+                    entropy_grad=self.settings.entropy_coef != 0.0,
+                )
+            return torch_fn
+        raise ValueError(f"loss.impl={impl!r} needs the chord_kernels op, which is not wired in yet")
+
+    def _hidden(self, batch: TokenBatch) -> torch.Tensor:
+        module = self.engine.module
+        out = module.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        return out.last_hidden_state[:, :-1]  # [B, L-1, H]: position t predicts token t+1
+
+    def micro_step(self, batch: TokenBatch, mu: float, n_rollout: int, n_expert: int) -> dict[str, torch.Tensor]:
+        """Forward, CHORD loss and backward for one micro-batch; returns metric contributions."""
+        sel_mask = batch.kind != 0  # [B, L-1]: only scored tokens go through the vocabulary
+        hidden = self._hidden(batch)[sel_mask]  # [T, H]
+        sel = {"targets": batch.targets[sel_mask]}
+        logp, entropy = self.engine.module.lm_head(hidden, fn=lambda h, w, b: self._token_fn(h, w, b, sel))
+        kind = batch.kind[sel_mask]
+        ref = self._ref_logp(batch, sel_mask) if self.settings.kl_coef != 0.0 else None
+        loss, metrics = chord_loss(
+            logp, entropy, kind, batch.old_logp[sel_mask], batch.advantages[sel_mask],
+            mu=mu, settings=self.settings, n_rollout=n_rollout, n_expert=n_expert, ref_logp=ref,
+        )
+        # scale_wrt_gas=False + x world: DeepSpeed's averaging undone, global denominators rule.
+        self.engine.backward(loss * self.world, scale_wrt_gas=False)
+        self.engine.step()  # a no-op until the accumulation boundary
+        return metrics
+
+    @torch.no_grad()
+    def _ref_logp(self, batch: TokenBatch, sel_mask: torch.Tensor) -> torch.Tensor:
+        assert self.ref_model is not None
+        out = self.ref_model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        hidden = out.last_hidden_state[:, :-1][sel_mask]
+        head = self.ref_model.lm_head
+        logp, _ = token_logp_entropy(hidden, head.weight, head.bias, batch.targets[sel_mask], temperature=self.temperature)
+        return logp
+
+    def train_step(self, micro: list[TokenBatch], mu: float, n_rollout: int, n_expert: int) -> dict[str, torch.Tensor]:
+        """All micro-batches of this rank, then the optimizer step (at DeepSpeed's boundary)."""
+        if len(micro) != self.grad_accum:
+            raise RuntimeError(f"expected {self.grad_accum} micro-batches, got {len(micro)}")
+        self.engine.train()
+        metrics = merge(self.micro_step(mb, mu, n_rollout, n_expert) for mb in micro)
+        gn = self.engine.get_global_grad_norm()
+        # identical on every rank: reduce with max, not sum
+        metrics["max:optim/grad_norm"] = torch.tensor(float(gn) if gn is not None else float("nan"))
+        metrics["max:optim/lr"] = torch.tensor(float(self.engine.get_lr()[0]))
+        return metrics
+
+    # -- weights -------------------------------------------------------------------------------------
+    def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Full HF-named weights, on every rank (all ranks must iterate: ZeRO-3 gathers collectively)."""
+        module = self.engine.module
+        for name, p in module.named_parameters():
+            if self.zero_stage == 3:
+                with deepspeed.zero.GatheredParameters([p]):
+                    yield name, p.data.detach().clone()
+            else:
+                yield name, p.detach()
+
+    def save_checkpoint(self, path: str, tag: str, client_state: dict[str, Any]) -> None:
+        self.engine.save_checkpoint(path, tag=tag, client_state=client_state)
+
+    def export(self, out_dir: Path, tokenizer: Any) -> None:
+        """save_pretrained of the policy and tokenizer (rank 0 writes; all ranks gather)."""
+        state = {n: t.cpu().clone() for n, t in self.named_weights()}
+        if self.rank == 0:
+            self.engine.module.save_pretrained(str(out_dir), state_dict=state, safe_serialization=True)
+            tokenizer.save_pretrained(str(out_dir))
+

@@ -1,0 +1,50 @@
+"""Step metrics to metrics.jsonl and TensorBoard (rank 0 only)."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class RunLogger:
+    def __init__(self, out_dir: str | Path, tensorboard: bool, enabled: bool) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = open(self.dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.dir / "tensorboard"))
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
+        self.jsonl.flush()
+        if self.writer is not None:
+            for k, v in scalars.items():
+                self.writer.add_scalar(k, v, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.jsonl.close()
+            if self.writer is not None:
+                self.writer.close()
+
+
+@contextmanager
+def timed(times: dict[str, float], name: str):
+    """Accumulate wall time of a block into times['time/<name>']."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        key = f"time/{name}"
+        times[key] = times.get(key, 0.0) + time.perf_counter() - t0

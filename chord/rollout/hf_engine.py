@@ -1,0 +1,64 @@
+"""transformers `generate` rollout engine, for comparison with vLLM and for machines without it.
+
+Slow (no paged KV cache, no continuous batching); vLLM stays the default. Sampling log-probs come
+from the processed scores (temperature applied), as vLLM's `processed_logprobs` do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from chord.config import RolloutConfig
+from chord.models.load import load_causal_lm, load_tokenizer
+from chord.types import PromptExample, Rollout
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class HFEngine:
+    def __init__(self, model_path: str, cfg: RolloutConfig, *, seed: int, dtype: str) -> None:
+        self.cfg = cfg
+        self.model = load_causal_lm(model_path, DTYPES[dtype]).eval()
+        self.tokenizer = load_tokenizer(model_path)
+        self.generator_seed = seed
+        self.version = 0
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[PromptExample], samples: int, step: int) -> list[Rollout]:
+        torch.manual_seed(self.generator_seed * 1_000_003 + step)
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        rollouts: list[Rollout] = []
+        for g, p in enumerate(prompts):
+            ids = torch.tensor([p.prompt_ids] * samples)
+            out = self.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=0,
+                max_new_tokens=self.cfg.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
+                output_scores=True, return_dict_in_generate=True,
+            )
+            new = out.sequences[:, ids.shape[1]:]  # [K, T]
+            logps = torch.stack([torch.log_softmax(s.float(), -1) for s in out.scores], 1)  # [K, T, V]
+            tok_lp = logps.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+            for k in range(samples):
+                resp = new[k].tolist()
+                n = resp.index(eos) + 1 if eos in resp else len(resp)
+                rollouts.append(Rollout(
+                    prompt_ids=list(p.prompt_ids), response_ids=resp[:n],
+                    sampling_logprobs=tok_lp[k, :n].tolist(),
+                    response_text=self.tokenizer.decode(resp[:n], skip_special_tokens=True),
+                    truncated=eos not in resp[:n], group=g, policy_version=self.version,
+                ))
+        return rollouts
+
+    def push_weights(self, named: Iterable[tuple[str, torch.Tensor]], version: int) -> None:
+        state = dict(named)
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if "rotary" not in k]:
+            raise RuntimeError(f"weight push mismatch: missing {missing}, unexpected {unexpected}")
+        self.version = version
+
+    def close(self) -> None:
+        del self.model

@@ -1,0 +1,105 @@
+"""vLLM rollout engine: B prompts x K samples with sampled-token log-probs, in-place weight reload.
+
+One engine serves all data-parallel ranks and lives on rank 0 (see README "Scaling"). At world
+size 1 the engine may run in-process (~3 s start); inside a multi-rank torch.distributed job it
+must run in its own process, since an in-process vLLM reuses the job's process group and deadlocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+from chord.config import RolloutConfig
+from chord.types import PromptExample, Rollout
+
+
+class VLLMEngine:
+    def __init__(
+        self,
+        model_path: str,
+        cfg: RolloutConfig,
+        *,
+        seed: int,
+        dtype: str,
+        max_model_len: int,
+        multiprocess: bool,
+    ) -> None:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocess else "0"
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(cfg.kv_cache_gib))))
+        from vllm import LLM  # the only place chord imports vLLM
+
+        self.cfg = cfg
+        self.multiprocess = multiprocess
+        self.version = 0
+        kwargs = {}
+        if not multiprocess:
+            kwargs["distributed_executor_backend"] = "uni"
+        self.llm = LLM(
+            model=model_path,
+            dtype=dtype,
+            seed=seed,
+            max_model_len=max_model_len,
+            enforce_eager=cfg.enforce_eager,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            # old log-probs must be those of the distribution actually sampled (temperature applied)
+            logprobs_mode="processed_logprobs",
+            worker_extension_cls="chord.rollout.weight_ext.WeightSyncExtension",
+            **kwargs,
+        )
+        self._shm = Path(tempfile.mkdtemp(prefix="chord_weights_", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+
+    def generate(self, prompts: Sequence[PromptExample], samples: int, step: int) -> list[Rollout]:
+        from vllm import SamplingParams, TokensPrompt
+
+        params = SamplingParams(
+            n=samples,
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            max_tokens=self.cfg.max_new_tokens,
+            logprobs=0,  # the sampled token's own log-prob
+        )
+        reqs = [TokensPrompt(prompt_token_ids=list(p.prompt_ids)) for p in prompts]
+        outs = self.llm.generate(reqs, params, use_tqdm=False)
+        rollouts: list[Rollout] = []
+        for g, (p, out) in enumerate(zip(prompts, outs, strict=True)):
+            for c in out.outputs:
+                ids = list(c.token_ids)
+                lps = [c.logprobs[t][tok].logprob for t, tok in enumerate(ids)]
+                rollouts.append(Rollout(
+                    prompt_ids=list(p.prompt_ids), response_ids=ids, sampling_logprobs=lps,
+                    response_text=c.text, truncated=c.finish_reason == "length",
+                    group=g, policy_version=self.version,
+                ))
+        return rollouts
+
+    def push_weights(self, named: Iterable[tuple[str, torch.Tensor]], version: int) -> None:
+        tensors = [(n, t.detach().to("cpu").contiguous()) for n, t in named]
+        if self.multiprocess:
+            from safetensors.torch import save_file
+
+            path = self._shm / "weights.safetensors"
+            save_file(dict(tensors), str(path))
+            payload: object = str(path)
+        else:
+            payload = tensors
+        loaded = self.llm.collective_rpc("chord_reload_weights", args=(payload,))
+        if any(n != len(tensors) for n in loaded):
+            raise RuntimeError(f"vLLM reloaded {loaded} tensors, expected {len(tensors)}")
+        # Without this, prompts of >= 32 tokens reuse KV blocks computed with the old weights.
+        self.llm.reset_prefix_cache()
+        self.version = version
+
+    def close(self) -> None:
+        shutil.rmtree(self._shm, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
+

@@ -1,0 +1,56 @@
+"""Reduce per-micro-batch metric contributions to step values (sum, or max:/min: prefixed keys)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+
+def merge(contribs: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Combine micro-batch metric dicts: plain keys add, `max:`/`min:` keys take the extreme."""
+    out: dict[str, torch.Tensor] = {}
+    for d in contribs:
+        for k, v in d.items():
+            v = v.detach().float()
+            if k not in out:
+                out[k] = v.clone()
+            elif k.startswith("max:"):
+                out[k] = torch.maximum(out[k], v)
+            elif k.startswith("min:"):
+                out[k] = torch.minimum(out[k], v)
+            else:
+                out[k] = out[k] + v
+    return out
+
+
+def all_reduce(metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Reduce merged metrics across data-parallel ranks (no-op without torch.distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return metrics
+    keys = sorted(metrics)
+    for prefix, op in (("max:", dist.ReduceOp.MAX), ("min:", dist.ReduceOp.MIN), ("", dist.ReduceOp.SUM)):
+        group = [k for k in keys if k.startswith(prefix) and (prefix or k[:4] not in ("max:", "min:"))]
+        if not group:
+            continue
+        buf = torch.stack([metrics[k] for k in group])
+        dist.all_reduce(buf, op=op)
+        for k, v in zip(group, buf):
+            metrics[k] = v
+    return metrics
+
+
+def to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Strip reduction prefixes; drop extremes that saw no token (still +-inf)."""
+    out = {}
+    for k, v in metrics.items():
+        x = float(v)
+        if k[:4] in ("max:", "min:"):
+            if math.isinf(x):
+                continue
+            k = k[4:]
+        out[k] = x
+    return out

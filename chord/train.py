@@ -1,0 +1,172 @@
+"""chord trainer: one on-policy GRPO run with SFT on expert data as an auxiliary loss (CHORD).
+
+    python chord/train.py recipes/tiny.yaml [dotted.key=value ...]         # one process
+    deepspeed --num_gpus 2 chord/train.py recipes/tiny.yaml                 # 2 ranks
+    torchrun --nproc_per_node 2 chord/train.py recipes/tiny.yaml
+    python chord/train.py recipes/tiny.yaml --print-config
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+
+if __package__ in (None, ""):  # launched as a script path: make `import chord` find this checkout
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+
+import torch
+from tqdm import tqdm
+
+from chord.algo.advantage import group_advantages
+from chord.algo.schedule import mu_at
+from chord.batching import count_tokens, expert_row, micro_batches, rollout_row, shard
+from chord.build import Run, build_run, rows_per_step
+from chord.config import ChordConfig, ConfigError, load_config, to_yaml
+from chord.distributed import broadcast, init_distributed
+from chord.logger import timed
+from chord.rewards import score_all
+from chord.step_metrics import all_reduce, to_floats
+
+
+class StaleWeightsError(RuntimeError):
+    """The learner and the rollout engine disagree on log-probs: the engine's weights are stale."""
+
+
+def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list, dict[str, float]]:
+    """Rank 0 generates B x K samples and scores them; every rank receives the scored rollouts."""
+    t = run.cfg.trainer
+    if run.prompts is None:
+        return [], {}
+    prompts = run.prompts.next_batch(t.prompts_per_step)  # every rank advances its stream copy
+    payload = None
+    if run.dist.is_main:
+        with timed(times, "generate"):
+            rollouts = run.engine.generate(prompts, t.samples_per_prompt, step)
+        with timed(times, "reward"):
+            scores = score_all(run.reward_fn, [r.response_text for r in rollouts],
+                               [prompts[r.group].answer for r in rollouts])
+        for r, s, info in zip(rollouts, scores.rewards, scores.info, strict=True):
+            r.reward, r.reward_info = s, info
+        payload = (rollouts, reward_metrics(rollouts, scores.errors))
+    return broadcast(payload)
+
+
+def reward_metrics(rollouts: list, errors: int) -> dict[str, float]:
+    rew = torch.tensor([r.reward for r in rollouts])
+    lens = torch.tensor([len(r.response_ids) for r in rollouts], dtype=torch.float32)
+    m = {"reward/mean": rew.mean().item(), "reward/std": rew.std().item() if len(rew) > 1 else 0.0,
+         "reward/accuracy": (rew >= 1.0).float().mean().item(), "reward/errors": float(errors),
+         "response/length_mean": lens.mean().item(), "response/length_max": lens.max().item(),
+         "response/truncated_frac": sum(r.truncated for r in rollouts) / len(rollouts)}
+    for key in sorted({k for r in rollouts for k in r.reward_info}):
+        m[f"reward/{key}"] = sum(r.reward_info.get(key, 0.0) for r in rollouts) / len(rollouts)
+    return m
+
+
+def check_gap(cfg: ChordConfig, m: dict[str, float], step: int) -> None:
+    """fp32 + plain sampling: learner and vLLM log-probs must agree; otherwise weights are stale."""
+    exact = cfg.model.dtype == "float32" and not cfg.deepspeed.bf16 and cfg.rollout.top_p == 1.0
+    gap = m.get("gap/logp_max")
+    if exact and gap is not None and gap > cfg.trainer.max_logprob_gap:
+        raise StaleWeightsError(
+            f"step {step}: learner vs rollout log-prob gap {gap:.3g} > trainer.max_logprob_gap "
+            f"{cfg.trainer.max_logprob_gap:g}: the rollout engine is not sampling from the learner's weights")
+
+
+def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
+    t, d = cfg.trainer, run.dist
+    n_roll, n_exp = rows_per_step(cfg)
+    bar = tqdm(range(1, t.steps + 1), desc="chord", disable=not (d.is_main and cfg.logging.progress_bar),
+               dynamic_ncols=True)
+    m: dict[str, float] = {}
+    for step in bar:
+        times: dict[str, float] = {}
+        with timed(times, "step"):
+            mu = mu_at(step, **asdict(cfg.algorithm.mu))
+            rollouts, rmetrics = collect_rollouts(run, step, times)
+            rewards = torch.tensor([r.reward for r in rollouts]).view(-1, t.samples_per_prompt)
+            adv = group_advantages(rewards, cfg.algorithm.advantage_eps).flatten().tolist() if rollouts else []
+            experts = run.experts.next_batch(n_exp) if run.experts is not None else []
+            rows = [rollout_row(r, a) for r, a in zip(rollouts, adv)] + [expert_row(e) for e in experts]
+            n_rollout_tok, n_expert_tok = count_tokens(rows)  # global denominators of both token means
+            micro = micro_batches(shard(rows, d.rank, d.world), t.micro_batch_size, run.pad_id)
+            with timed(times, "learner"):
+                lm = run.learner.train_step(micro, mu, n_rollout_tok, n_expert_tok)
+            m = {**to_floats(all_reduce(lm)), **rmetrics, "mu": mu}
+            check_gap(cfg, m, step)
+            with timed(times, "weight_sync"):
+                push_weights(run, step)
+        tokens = n_rollout_tok + n_expert_tok
+        m.update(times, **{"throughput/tokens_per_s": tokens / times["time/step"],
+                           "tokens/rollout": n_rollout_tok, "tokens/expert": n_expert_tok})
+        run.logger.log(step, m)
+        bar.set_postfix(reward=f"{m.get('reward/mean', float('nan')):.3f}", mu=f"{mu:.3f}",
+                        step_s=f"{times['time/step']:.2f}")
+    save_final(run, t.steps)
+    return m
+
+
+def push_weights(run: Run, step: int) -> None:
+    """Every rank iterates the weights (ZeRO-3 gathers collectively); rank 0 pushes them to vLLM."""
+    if run.prompts is None:
+        return
+    named = run.learner.named_weights()
+    if run.engine is not None:
+        run.engine.push_weights(named, version=step)
+    else:
+        for _ in named:
+            pass
+
+
+def save_final(run: Run, step: int) -> None:
+    if not run.cfg.trainer.save_at_end:
+        return
+    ckpt = run.out_dir / "checkpoints"
+    state = {"step": step, "config": to_yaml(run.cfg),
+             "prompts": run.prompts.state_dict() if run.prompts else None,
+             "experts": run.experts.state_dict() if run.experts else None}
+    run.learner.save_checkpoint(str(ckpt), tag=f"step_{step}", client_state=state)
+    run.learner.export(run.out_dir / "final", run.tokenizer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="CHORD trainer", usage="%(prog)s RECIPE [dotted.key=value ...]")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by `deepspeed`
+    args = p.parse_args(argv)
+    try:
+        cfg = load_config(args.recipe, args.overrides)
+    except ConfigError as e:
+        print(f"chord: config error: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return 0
+    from chord.data.loading import DataError
+    from chord.models.load import ModelError
+    from chord.rewards import RewardError
+
+    d = init_distributed()
+    try:
+        run = build_run(cfg, d)
+    except (ConfigError, DataError, ModelError, RewardError) as e:
+        print(f"chord: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    try:
+        final = train(cfg, run)
+    except StaleWeightsError as e:
+        print(f"chord: stopped: {e}", file=sys.stderr)
+        return 1
+    finally:
+        run.close()
+    if d.is_main:
+        print(f"chord: done, {cfg.trainer.steps} steps; final reward {final.get('reward/mean', float('nan')):.3f}; "
+              f"outputs in {run.out_dir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
