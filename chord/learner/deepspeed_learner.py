@@ -117,6 +117,10 @@ class DeepSpeedLearner:
         )
         # scale_wrt_gas=False + x world: DeepSpeed's averaging undone, global denominators rule.
         self.engine.backward(loss * self.world, scale_wrt_gas=False)
+        if self.engine.is_gradient_accumulation_boundary() and self.zero_stage == 0:
+            # ZeRO-0 keeps no norm of its own: full reduced grads are in .grad now, before clipping
+            norms = [p.grad.float().norm() for p in self.engine.module.parameters() if p.grad is not None]
+            self._grad_norm = float(torch.stack(norms).norm()) if norms else 0.0
         self.engine.step()  # a no-op until the accumulation boundary
         return metrics
 
@@ -134,8 +138,10 @@ class DeepSpeedLearner:
         if len(micro) != self.grad_accum:
             raise RuntimeError(f"expected {self.grad_accum} micro-batches, got {len(micro)}")
         self.engine.train()
+        self._grad_norm: float | None = None
         metrics = merge(self.micro_step(mb, mu, n_rollout, n_expert) for mb in micro)
         gn = self.engine.get_global_grad_norm()
+        gn = self._grad_norm if gn is None else gn
         # identical on every rank: reduce with max, not sum
         metrics["max:optim/grad_norm"] = torch.tensor(float(gn) if gn is not None else float("nan"))
         metrics["max:optim/lr"] = torch.tensor(float(self.engine.get_lr()[0]))

@@ -1,0 +1,195 @@
+"""Expert and RL-prompt datasets through `datasets`, chat-templated, every skipped row counted.
+
+A malformed row (missing field, wrong type, empty response, too long under the "drop" policy) is
+skipped with a reason; the per-reason counts are reported, and a bad fraction above
+`max_bad_fraction` aborts with a one-line DataError. Nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chord.types import ExpertExample, PromptExample
+
+
+class DataError(ValueError):
+    """Unusable data; one-line message."""
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+@dataclass
+class SkipReport:
+    name: str
+    total: int = 0
+    kept: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()))
+        n = sum(self.skipped.values())
+        return f"{self.name}: kept {self.kept}/{self.total}" + (f", skipped {n} ({reasons})" if n else "")
+
+    def check(self, max_bad_fraction: float) -> None:
+        bad = sum(self.skipped.values())
+        if self.total == 0 or self.kept == 0:
+            raise DataError(f"{self.summary()}: no usable rows")
+        if bad / self.total > max_bad_fraction:
+            raise DataError(f"{self.summary()}: bad fraction {bad / self.total:.1%} > max_bad_fraction {max_bad_fraction:.1%}")
+
+
+_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def load_rows(source: str, split: str = "train"):
+    """A local json/jsonl/parquet/csv file (or a folder of them), else a hub dataset id."""
+    import datasets
+
+    p = Path(source).expanduser()
+    if p.is_file():
+        fmt = _FORMATS.get(p.suffix)
+        if fmt is None:
+            raise DataError(f"data file '{p}': unsupported extension (use {', '.join(_FORMATS)})")
+        return datasets.load_dataset(fmt, data_files=str(p), split="train")
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix in _FORMATS)
+        if not files:
+            raise DataError(f"data folder '{p}' has no json/jsonl/parquet/csv files")
+        return datasets.load_dataset(_FORMATS[files[0].suffix], data_files=[str(f) for f in files], split="train")
+    if source.startswith((".", "/", "~")) or p.suffix in _FORMATS:
+        raise DataError(f"data file '{source}' does not exist")
+    try:
+        return datasets.load_dataset(source, split=split)
+    except Exception as e:  # hub errors come in many types; report one line
+        raise DataError(f"cannot load dataset '{source}' split '{split}': {str(e).splitlines()[0]}") from None
+
+
+def _ids(tokenizer: Any, messages: list[dict], generation_prompt: bool) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        out = out["input_ids"]
+    return list(out)
+
+
+def _string(row: dict, column: str) -> str:
+    if column not in row or row[column] is None:
+        raise _Skip("missing_field")
+    v = row[column]
+    if not isinstance(v, str):
+        raise _Skip("not_a_string")
+    return v
+
+
+def _with_system(messages: list[dict], system_prompt: str | None) -> list[dict]:
+    if system_prompt and not (messages and messages[0].get("role") == "system"):
+        return [{"role": "system", "content": system_prompt}, *messages]
+    return messages
+
+
+def _expert_messages(row: dict, messages_column: str | None, prompt_column: str | None,
+                     response_column: str | None) -> list[dict]:
+    if messages_column:
+        msgs = row.get(messages_column)
+        if msgs is None:
+            raise _Skip("missing_field")
+        if not isinstance(msgs, list) or not msgs or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in msgs):
+            raise _Skip("bad_messages")
+        if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
+            raise _Skip("bad_messages")
+        if not all(isinstance(m["content"], str) for m in msgs):
+            raise _Skip("not_a_string")
+        return [{"role": m["role"], "content": m["content"]} for m in msgs]
+    assert prompt_column and response_column
+    return [{"role": "user", "content": _string(row, prompt_column)},
+            {"role": "assistant", "content": _string(row, response_column)}]
+
+
+def _expert_example(row: dict, index: int, tokenizer: Any, *, columns: tuple, system_prompt: str | None,
+                    max_length: int, truncation: str) -> ExpertExample:
+    msgs = _with_system(_expert_messages(row, *columns), system_prompt)
+    if not msgs[-1]["content"].strip():
+        raise _Skip("empty_response")
+    prompt_ids = _ids(tokenizer, msgs[:-1], generation_prompt=True)
+    full = _ids(tokenizer, msgs, generation_prompt=False)
+    if full[: len(prompt_ids)] != prompt_ids:
+        raise _Skip("template_mismatch")  # the response mask would be wrong: refuse the row
+    # trailing template text after the end-of-turn token (e.g. "\n") is not the expert's to learn
+    eos = tokenizer.eos_token_id
+    end = len(full)
+    if eos in full[len(prompt_ids):]:
+        end = len(prompt_ids) + full[len(prompt_ids):].index(eos) + 1
+    full = full[:end]
+    if len(full) > max_length:
+        if truncation == "drop":
+            raise _Skip("too_long")
+        if len(prompt_ids) >= max_length:
+            raise _Skip("prompt_too_long")
+        full = full[:max_length]
+    mask = [0] * len(prompt_ids) + [1] * (len(full) - len(prompt_ids))
+    return ExpertExample(input_ids=full, loss_mask=mask, index=index)
+
+
+def _collect(ds, name: str, make) -> tuple[list, SkipReport]:
+    report = SkipReport(name)
+    items = []
+    for i, row in enumerate(ds):
+        report.total += 1
+        try:
+            items.append(make(row, i))
+            report.kept += 1
+        except _Skip as s:
+            report.skipped[s.reason] += 1
+    return items, report
+
+
+def build_expert_examples(ds, tokenizer: Any, *, messages_column: str | None = "messages",
+                          prompt_column: str | None = None, response_column: str | None = None,
+                          system_prompt: str | None = None, max_length: int, truncation: str = "drop",
+                          max_bad_fraction: float = 0.05) -> tuple[list[ExpertExample], SkipReport]:
+    """Chat-templated expert rows; loss_mask = 1 exactly on the final assistant turn (with its end token)."""
+    cols = (messages_column, prompt_column, response_column)
+    items, report = _collect(ds, "expert data", lambda row, i: _expert_example(
+        row, i, tokenizer, columns=cols, system_prompt=system_prompt, max_length=max_length, truncation=truncation))
+    report.check(max_bad_fraction)
+    return items, report
+
+
+def _prompt_example(row: dict, index: int, tokenizer: Any, *, prompt_column: str, answer_column: str,
+                    system_prompt: str | None, max_prompt_length: int) -> PromptExample:
+    if prompt_column not in row or row[prompt_column] is None or answer_column not in row or row[answer_column] is None:
+        raise _Skip("missing_field")
+    prompt = row[prompt_column]
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise _Skip("empty_prompt")
+        msgs = [{"role": "user", "content": prompt}]
+    elif isinstance(prompt, list) and prompt and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in prompt):
+        msgs = [{"role": m.get("role", "user"), "content": m["content"]} for m in prompt]
+    else:
+        raise _Skip("not_a_string")
+    answer = row[answer_column]
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        raise _Skip("not_a_string")
+    ids = _ids(tokenizer, _with_system(msgs, system_prompt), generation_prompt=True)
+    if len(ids) > max_prompt_length:
+        raise _Skip("too_long")  # a truncated prompt would ask a different question
+    text = msgs[-1]["content"]
+    return PromptExample(prompt_ids=ids, prompt_text=text, answer=str(answer), index=index)
+
+
+def build_prompt_examples(ds, tokenizer: Any, *, prompt_column: str = "prompt", answer_column: str = "answer",
+                          system_prompt: str | None = None, max_prompt_length: int,
+                          max_bad_fraction: float = 0.05) -> tuple[list[PromptExample], SkipReport]:
+    """RL prompts with ground truth; over-long prompts are always skipped (and counted)."""
+    items, report = _collect(ds, "prompt data", lambda row, i: _prompt_example(
+        row, i, tokenizer, prompt_column=prompt_column, answer_column=answer_column,
+        system_prompt=system_prompt, max_prompt_length=max_prompt_length))
+    report.check(max_bad_fraction)
+    return items, report

@@ -1,0 +1,1 @@
+"""Model sources: hub ids, local folders, and the built-in tiny model."""

@@ -1,0 +1,35 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A model.cache_dir holding the built tiny model and task files (built once, ~10 s)."""
+    cache = tmp_path_factory.mktemp("chord-cache")
+    from chord.data.tiny_task import generate_tiny_task
+    from chord.models.tiny import build_tiny_model
+
+    build_tiny_model(cache)
+    generate_tiny_task(cache / "tiny_task", seed=0)
+    return cache
+
+
+def run_cli(args: list[str], timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command from the repo root; on failure the assertion shows the tail of its output."""
+    p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, **(env or {})})
+    return p
+
+
+def python() -> str:
+    return sys.executable
+
+
+def torchrun() -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
