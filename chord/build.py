@@ -134,8 +134,19 @@ def build_learner(cfg: ChordConfig, model_path: str, grad_accum: int) -> Any:
     return DeepSpeedLearner(model, cfg, grad_accum, ref_model=ref)
 
 
+def quiet_libraries() -> None:
+    """Per-file progress bars of datasets/transformers would bury chord's own progress bar."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def build_run(cfg: ChordConfig, d: Dist) -> Run:
     reward_fn = resolve_reward(cfg.reward.name)  # a bad reference fails before anything is built
+    quiet_libraries()
     seed_everything(cfg.run.seed)
     n_roll, n_exp = rows_per_step(cfg)
     for n, key in ((n_roll, "trainer.prompts_per_step x samples_per_prompt"), (n_exp, "trainer.expert_per_step")):

@@ -53,3 +53,10 @@ def broadcast(obj: Any, src: int = 0) -> Any:
 def barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly: exiting with it open can abort a gloo peer mid-teardown."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -23,7 +23,7 @@ from chord.algo.schedule import mu_at
 from chord.batching import count_tokens, expert_row, micro_batches, rollout_row, shard
 from chord.build import Run, build_run, rows_per_step
 from chord.config import ChordConfig, ConfigError, load_config, to_yaml
-from chord.distributed import broadcast, init_distributed
+from chord.distributed import broadcast, init_distributed, shutdown
 from chord.logger import timed
 from chord.rewards import score_all
 from chord.step_metrics import all_reduce, to_floats
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         run.close()
+        shutdown()
     if d.is_main:
         print(f"chord: done, {cfg.trainer.steps} steps; final reward {final.get('reward/mean', float('nan')):.3f}; "
               f"outputs in {run.out_dir}", file=sys.stderr)

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from chord.algo.chord_loss import LossSettings, chord_loss
-from chord.config import ChordConfig
+from chord.config import ChordConfig, ConfigError
 from chord.learner.head import ChordHead
 from chord.learner.token_stats import token_logp_entropy
 from chord.step_metrics import merge
@@ -63,6 +63,13 @@ class DeepSpeedLearner:
         self.cfg = cfg
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.ds_config = build_ds_config(cfg, grad_accum, self.world)
+        stage = self.ds_config.get("zero_optimization", {}).get("stage", 0)
+        if stage == 3 and grad_accum > 1:
+            # Measured: ZeRO-3 with DeepSpeed-managed accumulation and scale_wrt_gas=False gave a wrong
+            # step (grad norm 0.19 vs 19.28 for the same rows at 1 micro-batch). Refuse, never train wrong.
+            raise ConfigError(f"'trainer.micro_batch_size' = {cfg.trainer.micro_batch_size} gives {grad_accum} "
+                              "micro-batches per rank; ZeRO-3 supports only one: raise it to the rows per rank")
         model.lm_head = ChordHead(model.lm_head)
         t = cfg.trainer
         opt = torch.optim.AdamW(
@@ -70,7 +77,6 @@ class DeepSpeedLearner:
             lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), weight_decay=t.weight_decay,
         )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-        self.ds_config = build_ds_config(cfg, grad_accum, self.world)
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=opt, lr_scheduler=sched, config=self.ds_config
         )

@@ -33,6 +33,7 @@ class VLLMEngine:
     ) -> None:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocess else "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(cfg.kv_cache_gib))))
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
         from vllm import LLM  # the only place chord imports vLLM
 
         self.cfg = cfg

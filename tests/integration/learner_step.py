@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from chord.batching import Row, count_tokens, micro_batches, shard  # noqa: E402
 from chord.build import build_learner  # noqa: E402
 from chord.config import load_config  # noqa: E402
-from chord.distributed import init_distributed  # noqa: E402
+from chord.distributed import init_distributed, shutdown  # noqa: E402
 from chord.step_metrics import all_reduce, to_floats  # noqa: E402
 
 
@@ -47,3 +47,4 @@ if __name__ == "__main__":
     state = {n: t.cpu().clone() for n, t in learner.named_weights()}
     if d.rank == 0:
         torch.save({"weights": state, "metrics": m}, out)
+    shutdown()

@@ -34,7 +34,7 @@ def _check_run(out, steps):
     rows = _metrics(out)
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
     for r in rows:
-        assert EXPECTED <= r.keys(), EXPECTED - r.keys()
+        assert r.keys() >= EXPECTED, EXPECTED - r.keys()
         # vLLM's sampling log-probs equal the learner's after every weight push (fp32)
         assert r["gap/logp_max"] <= 1e-4, r["gap/logp_max"]
         assert all(math.isfinite(r[k]) for k in ("loss/total", "optim/grad_norm"))
@@ -52,7 +52,7 @@ def test_single_process_run_logs_trains_and_exports(tiny_cache, tmp_path):
 
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
-    assert EXPECTED <= set(acc.Tags()["scalars"])
+    assert set(acc.Tags()["scalars"]) >= EXPECTED
     assert len(acc.Scalars("loss/total")) == 3
     # every trainable tensor moved (weight decay off, so only gradients can move it)
     from chord.models.tiny import build_tiny_model
@@ -95,19 +95,30 @@ def test_two_ranks_run(tiny_cache, tmp_path):
     _check_run(out, 3)
 
 
-@pytest.mark.parametrize("stage", [0, 3])
-def test_gradient_is_world_size_invariant(tiny_cache, tmp_path, stage):
-    """One learner step on fixed rows: 1 rank x 2 micro-batches == 2 ranks x 1 (ZeRO-0, ZeRO-3)."""
+@pytest.mark.parametrize("stage,mbs_one", [(0, 4), (3, 8)])
+def test_gradient_is_world_size_invariant(tiny_cache, tmp_path, stage, mbs_one):
+    """One learner step on fixed rows: 1 rank (2 micro-batches at ZeRO-0, 1 at ZeRO-3) == 2 ranks x 1."""
     from chord.models.tiny import build_tiny_model
 
     model = str(build_tiny_model(tiny_cache))
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    p1 = run_cli([python(), "tests/integration/learner_step.py", str(one), model, str(stage), "4"])
+    p1 = run_cli([python(), "tests/integration/learner_step.py", str(one), model, str(stage), str(mbs_one)])
     assert p1.returncode == 0, p1.stderr[-3000:]
     p2 = run_cli([*torchrun(), "tests/integration/learner_step.py", str(two), model, str(stage), "4"])
     assert p2.returncode == 0, p2.stderr[-3000:]
     a, b = torch.load(one), torch.load(two)
     assert a["metrics"]["loss/total"] == pytest.approx(b["metrics"]["loss/total"], rel=1e-5)
-    assert a["metrics"]["optim/grad_norm"] == pytest.approx(b["metrics"]["optim/grad_norm"], rel=1e-4)
+    # Adam is blind to a global gradient scale, so the (pre-clip) gradient norm is what catches a
+    # wrong data-parallel scaling; weights then agree up to summation order amplified by Adam's
+    # first step (g / (|g| + eps) on near-zero gradients, seen up to 7e-5): 2e-4 is 2% of the
+    # lr=1e-2 update, while a lost shard or a sign error moves weights by ~1e-2.
+    assert a["metrics"]["optim/grad_norm"] == pytest.approx(b["metrics"]["optim/grad_norm"], rel=1e-5)
     for k in a["weights"]:
-        torch.testing.assert_close(a["weights"][k], b["weights"][k], rtol=1e-5, atol=1e-6, msg=k)
+        diff = (a["weights"][k] - b["weights"][k]).abs().max().item()
+        assert diff <= 2e-4, (k, diff)
+
+
+def test_zero3_refuses_gradient_accumulation(tiny_cache, tmp_path):
+    p = run_cli([python(), "chord/train.py", *_args(tiny_cache, tmp_path / "z3", 1, "deepspeed.zero_stage=3",
+                                                    "trainer.micro_batch_size=8")])
+    assert p.returncode == 2 and "ZeRO-3 supports only one" in p.stderr.splitlines()[-1], p.stderr[-2000:]

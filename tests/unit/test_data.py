@@ -1,0 +1,121 @@
+"""Tiny task, reward, dataset loading with counted skips, and resumable streams."""
+
+import json
+
+import pytest
+
+from chord.data.loading import DataError, build_expert_examples, build_prompt_examples, load_rows
+from chord.data.streams import ShuffledStream
+from chord.data.tiny_task import expert_solution, generate_tiny_task, tiny_reward
+from chord.rewards import RewardError, resolve_reward, score_all
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    from chord.models.load import load_tokenizer
+    from chord.models.tiny import build_tiny_model
+
+    return load_tokenizer(str(build_tiny_model(tmp_path_factory.mktemp("m"), warmup_steps=0)))
+
+
+def test_reward_exact_and_last_answer_wins():
+    assert tiny_reward("Answer: 12", "12") == (1.0, {"format_ok": 1.0})
+    assert tiny_reward("Answer: 11\nAnswer: 12", "12")[0] == 1.0
+    assert tiny_reward("Answer: 12\nAnswer: 11", "12")[0] == 0.0
+    assert tiny_reward("twelve", "12") == (0.0, {"format_ok": 0.0})
+    assert tiny_reward("Answer: 99999999999999999999", "12")[0] == 0.0
+    assert tiny_reward("x" * 1_000_000 + "Answer: 7", "7")[0] == 1.0  # bounded scan of the tail
+    assert tiny_reward("__import__('os').system('true')", "0")[0] == 0.0
+    assert tiny_reward(expert_solution(17, 8), "25")[0] == 1.0
+
+
+def test_reward_registry_and_counted_errors():
+    assert resolve_reward("tiny")("Answer: 3", "3")[0] == 1.0
+    assert resolve_reward("chord.data.tiny_task:tiny_reward")("Answer: 3", "3")[0] == 1.0
+    for bad in ("nope", "no_such_module_xyz:f", "chord.data.tiny_task:missing"):
+        with pytest.raises(RewardError):
+            resolve_reward(bad)
+
+    def boom(text, answer):
+        raise ZeroDivisionError("model output broke the verifier")
+
+    s = score_all(boom, ["a", "b"], ["1", "2"])
+    assert s.rewards == [0.0, 0.0] and s.errors == 2 and "ZeroDivisionError" in s.error_examples[0]
+
+
+def test_task_is_deterministic_and_eval_disjoint(tmp_path):
+    a = generate_tiny_task(tmp_path / "a", seed=3)
+    b = generate_tiny_task(tmp_path / "b", seed=3)
+    for k in a:
+        assert a[k].read_text() == b[k].read_text()
+    rl = {json.loads(x)["prompt"] for x in a["rl"].read_text().splitlines()}
+    ev = {json.loads(x)["prompt"] for x in a["eval"].read_text().splitlines()}
+    assert rl and ev and not rl & ev
+
+
+def test_expert_mask_is_exactly_the_response(tok, tmp_path):
+    paths = generate_tiny_task(tmp_path, seed=0)
+    items, report = build_expert_examples(load_rows(str(paths["expert"])), tok, max_length=160)
+    assert report.kept == report.total == len(items) > 0
+    e = items[0]
+    masked = [t for t, m in zip(e.input_ids, e.loss_mask) if m]
+    row = json.loads(paths["expert"].read_text().splitlines()[0])
+    assert tok.decode(masked) == row["messages"][-1]["content"] + "<|im_end|>"
+    assert e.loss_mask[0] == 0 and sum(e.loss_mask) == len(masked)
+
+
+def test_bad_rows_are_counted_per_reason(tok, tmp_path):
+    good = {"messages": [{"role": "user", "content": "What is 1 + 2?"}, {"role": "assistant", "content": "Answer: 3"}]}
+    rows = [good] * 6 + [
+        {"other": 1},
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "   "}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x " * 400}]},
+    ]
+    f = tmp_path / "e.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    ds = load_rows(str(f))
+    items, report = build_expert_examples(ds, tok, max_length=64, max_bad_fraction=0.5)
+    assert len(items) == 6
+    assert dict(report.skipped) == {"missing_field": 1, "bad_messages": 1, "empty_response": 1, "too_long": 1}
+    assert report.summary().startswith("expert data: kept 6/10, skipped 4")
+    with pytest.raises(DataError, match="bad fraction 40.0% > max_bad_fraction 5.0%"):
+        build_expert_examples(ds, tok, max_length=64, max_bad_fraction=0.05)
+    items, report = build_expert_examples(ds, tok, max_length=64, truncation="truncate", max_bad_fraction=0.5)
+    assert len(items) == 7 and max(len(e.input_ids) for e in items) == 64
+
+
+def test_prompt_rows(tok, tmp_path):
+    rows = [{"prompt": "What is 1 + 2?", "answer": 3}, {"prompt": "What is 2 + 2?", "answer": "4"},
+            {"prompt": 5, "answer": "1"}, {"prompt": "x", "answer": None}, {"prompt": "long " * 200, "answer": "1"}]
+    f = tmp_path / "p.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    items, report = build_prompt_examples(load_rows(str(f)), tok, max_prompt_length=64, max_bad_fraction=1.0)
+    assert [i.answer for i in items] == ["3", "4"]
+    assert dict(report.skipped) == {"not_a_string": 1, "missing_field": 1, "too_long": 1}
+    with pytest.raises(DataError, match="does not exist"):
+        load_rows(str(tmp_path / "missing.jsonl"))
+
+
+def test_parquet_source(tok, tmp_path):
+    import datasets
+
+    datasets.Dataset.from_list([{"prompt": "What is 1 + 2?", "answer": "3"}]).to_parquet(str(tmp_path / "p.parquet"))
+    items, _ = build_prompt_examples(load_rows(str(tmp_path / "p.parquet")), tok, max_prompt_length=64)
+    assert items[0].answer == "3"
+
+
+def test_stream_epochs_and_exact_resume():
+    s = ShuffledStream(list(range(10)), seed=5, name="t")
+    first = s.next_batch(10)
+    assert sorted(first) == list(range(10))
+    s.next_batch(3)
+    state = s.state_dict()
+    rest = [s.next_batch(4) for _ in range(5)]
+    r = ShuffledStream(list(range(10)), seed=5, name="t")
+    r.load_state_dict(state)
+    assert [r.next_batch(4) for _ in range(5)] == rest
+    with pytest.raises(ValueError, match="checkpoint stream has 10 rows"):
+        ShuffledStream(list(range(9)), seed=5, name="t").load_state_dict(state)
