@@ -115,6 +115,7 @@ class TrainerConfig:
     weight_decay: float = 0.01
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
     lr_warmup_steps: int = 0
     lr_schedule: str = "constant"  # constant | cosine
     grad_clip: float = 1.0

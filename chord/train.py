@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # launched as a script path: make `import chord` find this checkout
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
@@ -21,12 +23,14 @@ from tqdm import tqdm
 from chord.algo.advantage import group_advantages
 from chord.algo.schedule import mu_at
 from chord.batching import count_tokens, expert_row, micro_batches, rollout_row, shard
-from chord.build import Run, build_run, rows_per_step
 from chord.config import ChordConfig, ConfigError, load_config, to_yaml
 from chord.distributed import broadcast, init_distributed, shutdown
 from chord.logger import timed
 from chord.rewards import score_all
 from chord.step_metrics import all_reduce, to_floats
+
+if TYPE_CHECKING:  # chord.build pulls in transformers/datasets, which import triton: see main()
+    from chord.build import Run
 
 
 class StaleWeightsError(RuntimeError):
@@ -75,6 +79,8 @@ def check_gap(cfg: ChordConfig, m: dict[str, float], step: int) -> None:
 
 
 def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
+    from chord.build import rows_per_step
+
     t, d = cfg.trainer, run.dist
     n_roll, n_exp = rows_per_step(cfg)
     bar = tqdm(range(1, t.steps + 1), desc="chord", disable=not (d.is_main and cfg.logging.progress_bar),
@@ -145,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
+    if cfg.loss.impl == "triton" and not torch.cuda.is_available():
+        # Triton runs on CPU only through its interpreter, chosen when triton is first imported
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    from chord.build import build_run
     from chord.data.loading import DataError
     from chord.models.load import ModelError
     from chord.rewards import RewardError

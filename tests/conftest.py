@@ -2,6 +2,11 @@
 
 import os
 
+import torch
+
+if not torch.cuda.is_available():  # Triton kernels run under the interpreter on CPU; must precede `import triton`
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -74,7 +74,7 @@ class DeepSpeedLearner:
         t = cfg.trainer
         opt = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad],
-            lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), weight_decay=t.weight_decay,
+            lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps, weight_decay=t.weight_decay,
         )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
         self.engine, _, _, _ = deepspeed.initialize(
@@ -89,20 +89,41 @@ class DeepSpeedLearner:
             dual_clip=a.dual_clip, kl_coef=a.kl_coef, entropy_coef=a.entropy_coef,
         )
         self.temperature = cfg.rollout.temperature
-        self._token_fn = self._build_token_fn()
+        self._loss_fn = self._build_loss_fn()
 
     # -- loss ----------------------------------------------------------------------------------------
-    def _build_token_fn(self):
-        """Chosen once (STYLE item 14): per-token (logp, entropy) from hidden states, or the fused op."""
-        impl = self.cfg.loss.impl
+    def _build_loss_fn(self):
+        """Chosen once (STYLE item 14): (hidden, weight, bias, tokens) -> (loss, metrics).
+
+        torch: full fp32 logits of the scored tokens, autograd, chord.algo.chord_loss.
+        auto | naive | chunked | triton: the fused chord_kernels op (no [tokens, vocab] logits with
+        chunked/triton); metrics are then computed from its detached per-token log-probs/entropy.
+        """
+        impl, s = self.cfg.loss.impl, self.settings
+
+        def torch_fn(hidden, weight, bias, tok, mu, n_rollout, n_expert):
+            logp, entropy = token_logp_entropy(hidden, weight, bias, tok["targets"], temperature=self.temperature,
+                                               entropy_grad=s.entropy_coef != 0.0)
+            return chord_loss(logp, entropy, tok["kind"], tok["old"], tok["adv"], mu=mu, settings=s,
+                              n_rollout=n_rollout, n_expert=n_expert, ref_logp=tok["ref"])
+
         if impl == "torch":
-            def torch_fn(hidden, weight, bias, sel):
-                return token_logp_entropy(
-                    hidden, weight, bias, sel["targets"], temperature=self.temperature,
-                    entropy_grad=self.settings.entropy_coef != 0.0,
-                )
             return torch_fn
-        raise ValueError(f"loss.impl={impl!r} needs the chord_kernels op, which is not wired in yet")
+        import chord_kernels
+
+        def fused_fn(hidden, weight, bias, tok, mu, n_rollout, n_expert):
+            out = chord_kernels.chord_loss(
+                hidden, weight, tok["targets"], tok["kind"], tok["old"], tok["adv"], tok["ref"], bias, mu=mu,
+                phi_mode=s.sft_weight, eps_low=s.eps_low, eps_high=s.eps_high, dual_clip=s.dual_clip,
+                kl_coef=s.kl_coef, entropy_coef=s.entropy_coef, temperature=self.temperature,
+                n_rollout=n_rollout, n_expert=n_expert, impl=impl, chunk_size=self.cfg.loss.chunk_size)
+            with torch.no_grad():
+                _, metrics = chord_loss(out.logp, out.entropy, tok["kind"], tok["old"], tok["adv"], mu=mu, settings=s,
+                                        n_rollout=n_rollout, n_expert=n_expert, ref_logp=tok["ref"])
+            metrics["loss/total"] = out.loss.detach()
+            return out.loss, metrics
+
+        return fused_fn
 
     def _hidden(self, batch: TokenBatch) -> torch.Tensor:
         module = self.engine.module
@@ -111,16 +132,12 @@ class DeepSpeedLearner:
 
     def micro_step(self, batch: TokenBatch, mu: float, n_rollout: int, n_expert: int) -> dict[str, torch.Tensor]:
         """Forward, CHORD loss and backward for one micro-batch; returns metric contributions."""
-        sel_mask = batch.kind != 0  # [B, L-1]: only scored tokens go through the vocabulary
-        hidden = self._hidden(batch)[sel_mask]  # [T, H]
-        sel = {"targets": batch.targets[sel_mask]}
-        logp, entropy = self.engine.module.lm_head(hidden, fn=lambda h, w, b: self._token_fn(h, w, b, sel))
-        kind = batch.kind[sel_mask]
-        ref = self._ref_logp(batch, sel_mask) if self.settings.kl_coef != 0.0 else None
-        loss, metrics = chord_loss(
-            logp, entropy, kind, batch.old_logp[sel_mask], batch.advantages[sel_mask],
-            mu=mu, settings=self.settings, n_rollout=n_rollout, n_expert=n_expert, ref_logp=ref,
-        )
+        sel = batch.kind != 0  # [B, L-1]: only scored tokens go through the vocabulary
+        hidden = self._hidden(batch)[sel]  # [T, H]
+        tok = {"targets": batch.targets[sel], "kind": batch.kind[sel], "old": batch.old_logp[sel],
+               "adv": batch.advantages[sel], "ref": self._ref_logp(batch, sel) if self.settings.kl_coef else None}
+        loss, metrics = self.engine.module.lm_head(
+            hidden, fn=lambda h, w, b: self._loss_fn(h, w, b, tok, mu, n_rollout, n_expert))
         # scale_wrt_gas=False + x world: DeepSpeed's averaging undone, global denominators rule.
         self.engine.backward(loss * self.world, scale_wrt_gas=False)
         if self.engine.is_gradient_accumulation_boundary() and self.zero_stage == 0:

@@ -1,6 +1,6 @@
 """One CHORD optimizer step on fixed rows, for the world-size invariance test.
 
-    python tests/integration/learner_step.py OUT.pt MODEL_DIR ZERO_STAGE MICRO_BATCH
+    python tests/integration/learner_step.py OUT.pt MODEL_DIR ZERO_STAGE MICRO_BATCH [LOSS_IMPL]
     torchrun --nproc_per_node 2 tests/integration/learner_step.py OUT.pt MODEL_DIR ZERO_STAGE MICRO_BATCH
 Writes the updated full weights and the step metrics (rank 0).
 """
@@ -33,10 +33,16 @@ def fixed_rows(vocab: int, n: int = 8) -> list[Row]:
 
 if __name__ == "__main__":
     out, model_dir, stage, mbs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    impl = sys.argv[5] if len(sys.argv) > 5 else "torch"
     d = init_distributed()
     cfg = load_config(None, [f"model.path={model_dir}", f"deepspeed.zero_stage={stage}",
-                             f"trainer.micro_batch_size={mbs}", "trainer.lr=1e-2", "trainer.grad_clip=1000.0",
-                             "algorithm.mu.peak=0.3", "algorithm.mu.valley=0.3", "algorithm.entropy_coef=0.01"])
+                             f"trainer.micro_batch_size={mbs}", "trainer.grad_clip=1000.0",
+                             # Adam with eps >> |g| moves each weight by ~lr * g on its first step: weights
+                             # then expose the gradient itself (plain Adam is blind to its scale and
+                             # amplifies summation-order noise on near-zero gradients)
+                             "trainer.lr=1.0", "trainer.adam_eps=1000.0", "trainer.weight_decay=0.0",
+                             "algorithm.mu.peak=0.3", "algorithm.mu.valley=0.3", "algorithm.entropy_coef=0.01",
+                             f"loss.impl={impl}", "loss.chunk_size=7", "rollout.temperature=0.8"])
     rows = fixed_rows(vocab=256)
     mine = shard(rows, d.rank, d.world)
     micro = micro_batches(mine, mbs, 0)

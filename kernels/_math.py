@@ -1,0 +1,78 @@
+"""Per-token CHORD loss terms and their closed-form gradients (KERNEL_NOTES.md, CHORD_SPEC.md sec. 2).
+
+Everything here is O(tokens): it needs only each token's log-prob and entropy, so a vocabulary
+sweep can produce gradients in the forward call. Used by the chunked and Triton paths alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+IGNORED, ROLLOUT, EXPERT = 0, 1, 2
+RATIO_LOG_CLAMP = 20.0
+
+
+@dataclass(frozen=True)
+class Scalars:
+    mu: float
+    phi_mode: str  # none | phi | is
+    eps_low: float
+    eps_high: float
+    dual_clip: float | None
+    kl_coef: float
+    entropy_coef: float
+    temperature: float
+    n_rollout: float
+    n_expert: float
+
+
+def token_terms(logp: torch.Tensor, entropy: torch.Tensor, kind: torch.Tensor, old_logp: torch.Tensor,
+                adv: torch.Tensor, ref_logp: torch.Tensor | None, s: Scalars
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss contribution of these tokens, g = dL/dlogp [C], h = dL/dH [C]), all fp32, no autograd.
+
+    L = (1-mu)/N_r * sum_rollout(pg + kl_coef*k3 - ent_coef*H) + mu/N_e * sum_expert(-w*logp).
+    """
+    roll = kind == ROLLOUT
+    exp_ = kind == EXPERT
+    n_r, n_e = max(s.n_rollout, 1.0), max(s.n_expert, 1.0)
+    c_r, c_e = (1.0 - s.mu) / n_r, s.mu / n_e
+    zero = torch.zeros_like(logp)
+
+    ratio = torch.exp(torch.clamp(logp - old_logp, -RATIO_LOG_CLAMP, RATIO_LOG_CLAMP))
+    unclipped = -adv * ratio
+    clipped = -adv * torch.clamp(ratio, 1.0 - s.eps_low, 1.0 + s.eps_high)
+    pg = torch.maximum(unclipped, clipped)
+    # gradient flows only where the unclipped branch is taken (ties carry the same gradient)
+    # and the log-ratio clamp is not active
+    live = (clipped <= unclipped) & ((logp - old_logp).abs() <= RATIO_LOG_CLAMP)
+    if s.dual_clip is not None:
+        cap = -adv * s.dual_clip
+        dual = (adv < 0) & (pg > cap)
+        pg = torch.where(dual, cap, pg)
+        live = live & ~dual
+    g_roll = torch.where(live, -adv * ratio, zero)
+    rl = pg
+    if s.kl_coef != 0.0:
+        assert ref_logp is not None, "kl_coef != 0 needs ref_logp"
+        d = ref_logp - logp
+        rl = rl + s.kl_coef * (torch.exp(d) - d - 1.0)
+        g_roll = g_roll + s.kl_coef * (1.0 - torch.exp(d))
+    if s.entropy_coef != 0.0:
+        rl = rl - s.entropy_coef * entropy
+
+    if s.phi_mode == "none":
+        w = torch.ones_like(logp)
+    elif s.phi_mode == "phi":
+        w = torch.exp(logp) * -torch.expm1(logp)  # p (1 - p), 1 - p exact near p = 1
+    elif s.phi_mode == "is":
+        w = torch.exp(logp)
+    else:
+        raise ValueError(f"phi_mode must be none|phi|is, got {s.phi_mode!r}")
+
+    loss = c_r * torch.where(roll, rl, zero).sum() + c_e * torch.where(exp_, -w * logp, zero).sum()
+    g = torch.where(roll, c_r * g_roll, zero) + torch.where(exp_, -c_e * w, zero)
+    h = torch.where(roll, torch.full_like(logp, -c_r * s.entropy_coef), zero)
+    return loss, g, h

@@ -1,0 +1,153 @@
+"""chunked and triton (interpreter on CPU) against the naive reference computed in float64."""
+
+import math
+
+import pytest
+import torch
+
+from chord_kernels import EXPERT, IGNORED, ROLLOUT, chord_loss, token_logprobs
+from chord_kernels._math import Scalars
+from chord_kernels.reference import chord_loss_reference, logits_reference
+
+pytestmark = pytest.mark.kernels
+
+try:
+    import triton  # noqa: F401
+
+    IMPLS = ["chunked", "triton"]
+except ImportError:  # pragma: no cover
+    IMPLS = ["chunked", pytest.param("triton", marks=pytest.mark.skip(reason="triton not installed"))]
+
+SHAPES = [(1, 5, 7), (13, 7, 37), (50, 33, 130)]  # N = 1, N and V not multiples of any block, H odd
+
+
+def make(case: str, n: int, h: int, v: int, seed: int = 0, temperature: float = 1.0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, h, generator=g) * 0.7
+    w = torch.randn(v, h, generator=g) * 0.7
+    b = torch.randn(v, generator=g) * 0.1
+    y = torch.randint(0, v, (n,), generator=g)
+    lp = torch.log_softmax(logits_reference(x, w, b, temperature, torch.float64), -1).gather(-1, y[:, None])[:, 0].float()
+    kind = torch.randint(0, 3, (n,), generator=g)
+    adv = torch.randn(n, generator=g)
+    old = lp + 0.3 * torch.randn(n, generator=g)  # ratios inside and outside the clip window
+    if case == "all_rollout":
+        kind[:] = ROLLOUT
+    elif case == "all_expert":
+        kind[:] = EXPERT
+    elif case == "clipped":  # A > 0, r = e^0.5 > 1.2: clipped branch, zero gradient
+        kind[:], adv, old = ROLLOUT, adv.abs() + 0.1, lp - 0.5
+    elif case == "dual":  # A < 0, r = e^2 > c = 3: dual-clip cap
+        kind[:], adv, old = ROLLOUT, -(adv.abs() + 0.1), lp - 2.0
+    elif case == "ignored":
+        kind[::2] = IGNORED
+    ref = lp + 0.2 * torch.randn(n, generator=g)
+    return x, w, b, y, kind, old, adv, ref
+
+
+def gold(x, w, b, y, kind, old, adv, ref, s: Scalars):
+    xs, ws, bs = (t.double().requires_grad_() for t in (x, w, b))
+    loss, logp, ent = chord_loss_reference(xs, ws, y, kind, old.double(), adv.double(), ref.double(), bs, s,
+                                           dtype=torch.float64)
+    loss.backward()
+    return loss.detach(), logp.detach(), ent.detach(), xs.grad, ws.grad, bs.grad
+
+
+def run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=16):
+    xs, ws, bs = (t.clone().requires_grad_() for t in (x, w, b))
+    out = chord_loss(xs, ws, y, kind, old, adv, ref, bs, impl=impl, chunk_size=chunk, **kw)
+    out.loss.backward()
+    return out.loss.detach(), out.logp, out.entropy, xs.grad, ws.grad, bs.grad
+
+
+def close(actual, expected, rel, what):
+    scale = max(expected.abs().max().item(), 1e-3)
+    err = (actual.double() - expected.double()).abs().max().item()
+    assert err <= rel * scale, f"{what}: max error {err:.3g} > {rel:g} x scale {scale:.3g}"
+
+
+def kwargs(n, kind, **over):
+    kw = dict(mu=0.3, phi_mode="phi", eps_low=0.2, eps_high=0.2, dual_clip=None, kl_coef=0.0, entropy_coef=0.0,
+              temperature=1.0, n_rollout=float((kind == ROLLOUT).sum()) + 3, n_expert=float((kind == EXPERT).sum()) + 2)
+    kw.update(over)
+    return kw
+
+
+CASES = [
+    ("mixed", {}), ("all_rollout", {}), ("all_expert", {"phi_mode": "none"}), ("all_expert", {"phi_mode": "phi"}),
+    ("all_expert", {"phi_mode": "is"}), ("clipped", {}), ("dual", {"dual_clip": 3.0}), ("ignored", {}),
+    ("mixed", {"kl_coef": 0.1}), ("mixed", {"entropy_coef": 0.05}), ("mixed", {"temperature": 0.7}),
+    ("mixed", {"mu": 0.0}), ("mixed", {"mu": 1.0}),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("case,over", CASES, ids=[f"{c}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for c, o in CASES])
+def test_fp32_matches_float64_reference(impl, shape, case, over):
+    x, w, b, y, kind, old, adv, ref = make(case, *shape, temperature=over.get("temperature", 1.0))
+    kw = kwargs(shape[0], kind, **over)
+    s = Scalars(kw["mu"], kw["phi_mode"], kw["eps_low"], kw["eps_high"], kw["dual_clip"], kw["kl_coef"],
+                kw["entropy_coef"], kw["temperature"], kw["n_rollout"], kw["n_expert"])
+    exp = gold(x, w, b, y, kind, old, adv, ref, s)
+    got = run(impl, x, w, b, y, kind, old, adv, ref, kw)
+    for a, e, what in zip(got, exp, ("loss", "logp", "entropy", "dx", "dW", "db")):
+        close(a, e, 1e-5, what)
+
+
+def test_branches_are_exercised():
+    """Guard against a test set that silently never clips: the clip/dual cases do zero gradients."""
+    x, w, b, y, kind, old, adv, ref = make("clipped", 13, 7, 37)
+    got = run("chunked", x, w, b, y, kind, old, adv, ref, kwargs(13, kind))
+    assert got[0].item() != 0 and got[3].abs().max().item() == 0.0
+    x, w, b, y, kind, old, adv, ref = make("dual", 13, 7, 37)
+    assert run("chunked", x, w, b, y, kind, old, adv, ref, kwargs(13, kind, dual_clip=3.0))[3].abs().max() == 0.0
+    assert run("chunked", x, w, b, y, kind, old, adv, ref, kwargs(13, kind))[3].abs().max() > 0.0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bf16_inputs_within_bars(impl):
+    x, w, b, y, kind, old, adv, ref = make("mixed", 50, 33, 130)
+    x, w, b = x.bfloat16(), w.bfloat16(), b.bfloat16()
+    kw = kwargs(50, kind)
+    s = Scalars(kw["mu"], kw["phi_mode"], 0.2, 0.2, None, 0.0, 0.0, 1.0, kw["n_rollout"], kw["n_expert"])
+    exp = gold(x.float(), w.float(), b.float(), y, kind, old, adv, ref, s)  # fp64 gold on the same rounded inputs
+    got = run(impl, x, w, b, y, kind, old, adv, ref, kw)
+    assert (got[1].double() - exp[1]).abs().max() <= 1e-3
+    assert (got[2].double() - exp[2]).abs().max() <= 5e-3
+    close(got[0], exp[0], 1e-3, "loss")
+    for a, e, what in zip(got[3:], exp[3:], ("dx", "dW", "db")):
+        assert a.dtype == torch.bfloat16
+        close(a, e, 1e-2, what)  # one bf16 rounding of the result
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_split_with_global_denominators_equals_full_batch(impl):
+    x, w, b, y, kind, old, adv, ref = make("mixed", 50, 33, 130, seed=3)
+    kw = kwargs(50, kind, entropy_coef=0.02)
+    full = run(impl, x, w, b, y, kind, old, adv, ref, kw)
+    parts = [run(impl, x[sl], w, b, y[sl], kind[sl], old[sl], adv[sl], ref[sl], kw) for sl in (slice(0, 21), slice(21, 50))]
+    close(parts[0][0] + parts[1][0], full[0], 1e-5, "loss")
+    close(parts[0][4] + parts[1][4], full[4], 1e-5, "dW")
+    close(torch.cat([parts[0][3], parts[1][3]]), full[3], 1e-5, "dx")
+
+
+@pytest.mark.parametrize("impl", ["naive", *IMPLS])
+def test_invariants_and_extreme_logits(impl):
+    x, w, b, y, kind, old, adv, ref = make("mixed", 13, 7, 37, seed=5)
+    for scale in (1.0, 1e4):  # |z| ~ 1e4 in fp32: no NaN, no positive log-probs
+        xs = x * scale
+        lp, ent = token_logprobs(xs, w, y, b, impl=impl, chunk_size=5)
+        assert torch.isfinite(lp).all() and torch.isfinite(ent).all()
+        assert (lp <= 0).all() and (ent >= 0).all() and (ent <= math.log(37) + 1e-5).all()
+        out = run(impl, xs, w, b, y, kind, old, adv, ref, kwargs(13, kind))
+        assert all(torch.isfinite(t).all() for t in out)
+
+
+@pytest.mark.parametrize("impl", ["naive", *IMPLS])
+def test_token_logprobs_matches_reference(impl):
+    x, w, b, y, *_ = make("mixed", 50, 33, 130, seed=7, temperature=0.7)
+    lp_ref = torch.log_softmax(logits_reference(x, w, b, 0.7, torch.float64), -1)
+    lp, ent = token_logprobs(x, w, y, b, temperature=0.7, impl=impl, chunk_size=16)
+    close(lp, lp_ref.gather(-1, y[:, None])[:, 0], 1e-5, "logp")
+    close(ent, -(lp_ref.exp() * lp_ref).sum(-1), 1e-5, "entropy")
