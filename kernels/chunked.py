@@ -21,23 +21,25 @@ from chord_kernels._math import Scalars, token_terms
 
 
 def torch_row_stats(z: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """z [C, V] fp32 scaled logits -> (lse, logp, entropy) per row."""
+    """z [C, V] fp32 scaled logits -> (lse, logp, entropy) per row; one [C, V] temporary at a time."""
     lse = torch.logsumexp(z, dim=-1)
     logp = z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
-    p = torch.exp(z - lse.unsqueeze(-1))
-    # H = sum p (lse - z): every term >= 0, no cancellation between two ~|z| numbers at |z| ~ 1e4
-    entropy = (p * (lse.unsqueeze(-1) - z)).sum(-1)
+    # H = -sum p log p; entr is elementwise and exact at p = 0 and p = 1 (|z| ~ 1e4 stays finite)
+    entropy = torch.special.entr(torch.softmax(z, dim=-1)).sum(-1)
     return lse, logp, entropy
 
 
 def torch_row_grad_(z: torch.Tensor, targets: torch.Tensor, lse: torch.Tensor, entropy: torch.Tensor,
                     g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """In place: z [C, V] -> dL/dz. sum_j p_j z_j = lse - H."""
-    pz = (lse - entropy).unsqueeze(-1)
-    p = torch.exp(z - lse.unsqueeze(-1))
-    dz = -g.unsqueeze(-1) * p - h.unsqueeze(-1) * p * (z - pz)
-    dz.scatter_add_(-1, targets.unsqueeze(-1), g.unsqueeze(-1))
-    z.copy_(dz)
+    """In place: z [C, V] -> dL/dz = g (onehot - p) - h p (z - E[z]), with z - E[z] = log p + H."""
+    z.sub_(lse.unsqueeze(-1))  # log-softmax
+    p = torch.exp(z)
+    if h.is_cuda or bool(h.any()):  # no entropy term (the default): skip its [C, V] work on CPU
+        z.add_(entropy.unsqueeze(-1)).mul_(p).mul_(-h.unsqueeze(-1))
+    else:
+        z.zero_()
+    z.addcmul_(p, g.unsqueeze(-1), value=-1.0)
+    z.scatter_add_(-1, targets.unsqueeze(-1), g.unsqueeze(-1))
     return z
 
 
@@ -102,6 +104,6 @@ class ChordLossFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss, _glogp, _gent):
-        dx, dw, db = ctx.saved_tensors
-        out_db = None if db is None else db * grad_loss
-        return dx * grad_loss, dw * grad_loss, out_db, None, None, None, None, None, None, None, None, None
+        dx, dw, db = ctx.saved_tensors  # used once: scale in place rather than holding two copies
+        out_db = None if db is None else db.mul_(grad_loss)
+        return dx.mul_(grad_loss), dw.mul_(grad_loss), out_db, None, None, None, None, None, None, None, None, None
