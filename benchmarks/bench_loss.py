@@ -59,9 +59,10 @@ def run_op(impl: str, x, w, y, kind, old, adv, chunk: int) -> None:
 
 # -- CPU memory -------------------------------------------------------------------------------------
 def _rss(field: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
     raise RuntimeError(field)
 
 
@@ -123,41 +124,45 @@ def cuda_time(fn, warmup: int = 3, reps: int = 10) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def gpu_main(ns: list[int], h: int, v: int, chunk: int) -> None:
-    dev, name = "cuda", torch.cuda.get_device_name()
-    rows = []
-    for n in ns:
-        x, w, y, kind, old, adv = inputs(n, h, v, torch.bfloat16, dev)
-        dz = torch.randn(n, v, device=dev, dtype=torch.bfloat16) if n * v * 2 < 12 * 2**30 else None
-        base = {}
-        base["gemm_fwd"] = cuda_time(lambda: x.detach() @ w.detach().t())
-        if dz is not None:
-            base["gemm_fwd_dx_dw"] = cuda_time(lambda: (x.detach() @ w.detach().t(), dz @ w.detach(), dz.t() @ x.detach()))
+def bench_shape(n: int, h: int, v: int, chunk: int, name: str) -> list[dict]:
+    x, w, y, kind, old, adv = inputs(n, h, v, torch.bfloat16, "cuda")
+    xd, wd = x.detach(), w.detach()
+    base = {"gemm_fwd": cuda_time(lambda: xd @ wd.t())}
+    if n * v * 2 < 12 * 2**30:  # dZ for the dX/dW baseline GEMMs fits beside everything else
+        dz = torch.randn(n, v, device="cuda", dtype=torch.bfloat16)
+        base["gemm_fwd_dx_dw"] = cuda_time(lambda: (xd @ wd.t(), dz @ wd, dz.t() @ xd))
         del dz
-        cases = {f"chord_{impl}": (lambda impl=impl: run_op(impl, x, w, y, kind, old, adv, chunk))
-                 for impl in ("naive", "chunked", "triton")}
-        cases["chord_triton_forward_only"] = lambda: __import__("chord_kernels").token_logprobs(x, w, y, impl="triton")
-        try:
-            from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+    cases = {f"chord_{impl}": (lambda impl=impl: run_op(impl, x, w, y, kind, old, adv, chunk))
+             for impl in ("naive", "chunked", "triton")}
+    cases["chord_triton_forward_only"] = lambda: __import__("chord_kernels").token_logprobs(xd, wd, y, impl="triton")
+    try:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
-            lce = LigerFusedLinearCrossEntropyLoss()
-            cases["liger_flce"] = lambda: lce(w, x, y).backward()
-        except ImportError:
-            pass
-        for label, fn in cases.items():
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            start = torch.cuda.memory_allocated()
-            try:
-                ms = cuda_time(lambda fn=fn: (fn(), setattr(x, "grad", None), setattr(w, "grad", None)), reps=5)
-                peak = (torch.cuda.max_memory_allocated() - start) / 2**30
-            except torch.cuda.OutOfMemoryError:
-                ms, peak = float("nan"), float("nan")
-            ref = base["gemm_fwd"] if label.endswith("forward_only") else base.get("gemm_fwd_dx_dw", float("nan"))
-            rows.append({"gpu": name, "date": dt.date.today().isoformat(), "commit": commit(), "N": n, "H": h, "V": v,
-                         "dtype": "bf16", "case": label, "ms": round(ms, 3), "peak_GiB": round(peak, 3),
-                         "x_bare_gemms": round(ms / ref, 3), **{f"bare_{k}_ms": round(t, 3) for k, t in base.items()}})
-            print(rows[-1], flush=True)
+        lce = LigerFusedLinearCrossEntropyLoss()
+        cases["liger_flce"] = lambda: lce(w, x, y).backward()
+    except ImportError:
+        pass
+    rows = []
+    for label, fn in cases.items():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        try:
+            ms = cuda_time(lambda fn=fn: (fn(), setattr(x, "grad", None), setattr(w, "grad", None)), reps=5)
+            peak = (torch.cuda.max_memory_allocated() - start) / 2**30
+        except torch.cuda.OutOfMemoryError:
+            ms, peak = float("nan"), float("nan")
+        ref = base["gemm_fwd"] if label.endswith("forward_only") else base.get("gemm_fwd_dx_dw", float("nan"))
+        rows.append({"gpu": name, "date": dt.date.today().isoformat(), "commit": commit(), "N": n, "H": h, "V": v,
+                     "dtype": "bf16", "case": label, "ms": round(ms, 3), "peak_GiB": round(peak, 3),
+                     "x_bare_gemms": round(ms / ref, 3), **{f"bare_{k}_ms": round(t, 3) for k, t in base.items()}})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def gpu_main(ns: list[int], h: int, v: int, chunk: int) -> None:
+    name = torch.cuda.get_device_name()
+    rows = [r for n in ns for r in bench_shape(n, h, v, chunk, name)]
     stem = RESULTS / f"loss_{name.replace(' ', '_')}_{dt.date.today().isoformat()}"
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
         wtr = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))

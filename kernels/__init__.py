@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from chord_kernels._math import EXPERT, IGNORED, ROLLOUT, Scalars
-from chord_kernels.chunked import ChordLossFunction, chunk_logits, torch_row_grad_, torch_row_stats
-from chord_kernels.reference import chord_loss_reference
+from chord_kernels.chunked import TORCH_ROWS, ChordLossFunction, RowOps, raw_logits
+from chord_kernels.reference import chord_loss_reference, logits_reference
 
 __all__ = ["ChordLossOutput", "chord_loss", "token_logprobs", "IGNORED", "ROLLOUT", "EXPERT", "IMPLS"]
 IMPLS = ("auto", "naive", "chunked", "triton")
@@ -38,12 +38,12 @@ def _resolve(impl: str, x: torch.Tensor) -> str:
     return impl
 
 
-def _row_fns(impl: str):
-    if impl == "triton":
-        from chord_kernels.triton_chord import triton_row_grad_, triton_row_stats
+def _rows(impl: str) -> RowOps:
+    if impl == "triton":  # the only place Triton gets imported
+        from chord_kernels.triton_chord import TRITON_ROWS
 
-        return triton_row_stats, triton_row_grad_
-    return torch_row_stats, torch_row_grad_
+        return TRITON_ROWS
+    return TORCH_ROWS
 
 
 def chord_loss(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, kind: torch.Tensor,
@@ -64,9 +64,8 @@ def chord_loss(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, kin
     if impl == "naive":
         loss, logp, ent = chord_loss_reference(x, weight, targets, kind, old_logp, advantages, ref_logp, bias, s)
         return ChordLossOutput(loss, logp.detach(), ent.detach())
-    stats, grad = _row_fns(impl)
     loss, logp, ent = ChordLossFunction.apply(x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s,
-                                              chunk_size, stats, grad)
+                                              chunk_size, _rows(impl))
     return ChordLossOutput(loss, logp, ent)
 
 
@@ -76,11 +75,15 @@ def token_logprobs(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token (log-prob, entropy) in fp32, no gradient; never more than chunk x V logits."""
     impl = _resolve(impl, x)
-    stats = _row_fns("triton" if impl == "triton" else "chunked")[0]
-    logp = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
+    if impl == "naive":  # full [N, V] fp32 log-softmax: the readable reference
+        logprobs = torch.log_softmax(logits_reference(x, weight, bias, temperature), dim=-1)
+        return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1), -(logprobs.exp() * logprobs).sum(-1)
+    rows = _rows(impl)
+    n = x.shape[0]
+    logp = torch.empty(n, dtype=torch.float32, device=x.device)
     ent = torch.empty_like(logp)
-    step = x.shape[0] if impl == "naive" else chunk_size
-    for i in range(0, x.shape[0], max(step, 1)):
-        sl = slice(i, min(x.shape[0], i + step))
-        _, logp[sl], ent[sl] = stats(chunk_logits(x[sl], weight, bias, temperature), targets[sl])
+    step = max(chunk_size, 1)
+    for i in range(0, n, step):
+        sl = slice(i, min(n, i + step))
+        _, logp[sl], ent[sl] = rows.stats(raw_logits(x[sl], weight), targets[sl], bias, 1.0 / temperature)
     return logp, ent

@@ -2,26 +2,37 @@
 
 Schedule ("chunk of materialised logits", KERNEL_NOTES.md): per chunk of C tokens, one GEMM into a
 [C, V] fp32 buffer, a row pass (logsumexp, target log-prob, entropy), O(C) per-token loss terms and
-their gradients g = dL/dlogp, h = dL/dH, a second row pass that turns the buffer into
-dz = g (onehot - p) - h p (z - sum_j p_j z_j) in place, then the dX and dW GEMMs. Every per-token
-weight is known before the sweep, so gradients are produced in the forward call: legal because
-the whole loss, normalisation included, lives inside this op. Memory: C x V fp32 workspace plus an
-fp32 dW accumulator, flat in N.
+their gradients g = dL/dlogp, h = dL/dH (chord_kernels._math), a second row pass that turns the
+buffer into dz = g (onehot - p) - h p (z - sum_j p_j z_j), then the dX and dW GEMMs. Every per-token
+weight is known before the sweep, so gradients are produced in the forward call: legal because the
+whole loss, normalisation included, lives inside this op. Memory, flat in N: the C x V fp32 buffer
+(plus a C x V copy of dz in the input dtype for bf16/fp16 inputs) and the fp32 dW accumulator.
 
-The row passes are plain torch here; chord_kernels.triton_chord swaps in fused Triton row kernels.
+The row passes are plain torch here; chord_kernels.triton_chord swaps in fused Triton row kernels
+(RowOps). Matches chord_kernels.reference.chord_loss_reference: fp32 inputs to ~1e-6 relative;
+bf16/fp16 inputs: logits, log-probs, entropy and loss in fp32, dz rounded once to the input dtype
+for the dX/dW GEMMs (as cuBLAS-speed schedules do), dW summed over chunks in fp32.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
 from chord_kernels._math import Scalars, token_terms
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 
-def torch_row_stats(z: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """z [C, V] fp32 scaled logits -> (lse, logp, entropy) per row; one [C, V] temporary at a time."""
+
+def torch_row_stats(z: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None,
+                    inv_t: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z [C, V] fp32 logits -> (lse, logp, entropy) of (z + bias) * inv_t per row.
+
+    Applies bias/inv_t to z in place, so the row_grad that follows gets bias=None, inv_t=1.
+    """
+    _affine_(z, bias, inv_t)
     lse = torch.logsumexp(z, dim=-1)
     logp = z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
     # H = -sum p log p; entr is elementwise and exact at p = 0 and p = 1 (|z| ~ 1e4 stays finite)
@@ -30,8 +41,13 @@ def torch_row_stats(z: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tenso
 
 
 def torch_row_grad_(z: torch.Tensor, targets: torch.Tensor, lse: torch.Tensor, entropy: torch.Tensor,
-                    g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """In place: z [C, V] -> dL/dz = g (onehot - p) - h p (z - E[z]), with z - E[z] = log p + H."""
+                    g: torch.Tensor, h: torch.Tensor, out: torch.Tensor, bias: torch.Tensor | None = None,
+                    inv_t: float = 1.0) -> torch.Tensor:
+    """out [C, V] <- dL/dz = g (onehot - p) - h p (z - E[z]), with z - E[z] = log p + H (no cancellation).
+
+    Destroys z (may be `out`). bias/inv_t must be those already applied by torch_row_stats: None, 1.
+    """
+    assert bias is None and inv_t == 1.0, "torch_row_stats already applied bias and temperature"
     z.sub_(lse.unsqueeze(-1))  # log-softmax
     p = torch.exp(z)
     if h.is_cuda or bool(h.any()):  # no entropy term (the default): skip its [C, V] work on CPU
@@ -40,53 +56,98 @@ def torch_row_grad_(z: torch.Tensor, targets: torch.Tensor, lse: torch.Tensor, e
         z.zero_()
     z.addcmul_(p, g.unsqueeze(-1), value=-1.0)
     z.scatter_add_(-1, targets.unsqueeze(-1), g.unsqueeze(-1))
-    return z
+    if out is not z:
+        out.copy_(z)
+    return out
 
 
-RowStats = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-RowGrad = Callable[..., torch.Tensor]
+class RowOps(NamedTuple):
+    """The two row passes of one implementation. fuses_affine: they take raw GEMM output and apply
+    bias and 1/T themselves (Triton: saves two [C, V] passes); otherwise torch_row_stats does it."""
+
+    stats: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    grad: Callable[..., torch.Tensor]
+    fuses_affine: bool
 
 
-def chunk_logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, temperature: float) -> torch.Tensor:
-    """[C, V] fp32 logits / T. fp32 accumulation even for bf16 inputs (bf16-rounded logits cost
-    up to ~0.06 nats of log-prob error)."""
-    if x.is_cuda and x.dtype == torch.bfloat16:
-        z = torch.mm(x, weight.t(), out_dtype=torch.float32)
-    else:
-        z = x.float() @ weight.float().t()
+TORCH_ROWS = RowOps(torch_row_stats, torch_row_grad_, False)
+
+
+def _affine_(z: torch.Tensor, bias: torch.Tensor | None, inv_t: float) -> torch.Tensor:
     if bias is not None:
         z += bias.float()
-    if temperature != 1.0:
-        z /= temperature
+    if inv_t != 1.0:
+        z *= inv_t
     return z
+
+
+def raw_logits(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """[C, V] fp32 x W^T. fp32 accumulation *and output* even for bf16 inputs: bf16-rounded logits
+    cost up to ~0.06 nats of log-prob error (KERNEL_NOTES.md, precision traps)."""
+    if x.is_cuda and x.dtype in LOW_PRECISION and weight.dtype == x.dtype:
+        return torch.mm(x, weight.t(), out_dtype=torch.float32)
+    return x.float() @ weight.float().t()
+
+
+_DTYPE_ADDMM_OK = True  # torch builds whose addmm(out_dtype=fp32) rejects an fp32 `self` fall back once
+
+
+def _addmm_fp32_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """acc (fp32) += a @ b with fp32 accumulation across calls; a, b fp32 or both bf16/fp16."""
+    global _DTYPE_ADDMM_OK
+    if a.dtype == torch.float32:
+        acc.addmm_(a, b.float())
+    elif not acc.is_cuda:  # CPU has no mixed-dtype GEMM; same numerics: products of bf16 are exact in fp32
+        acc.addmm_(a.float(), b.float())
+    else:
+        if _DTYPE_ADDMM_OK:
+            try:  # cuBLAS: bf16 inputs, fp32 C read and written in place, no [V, H] temporary
+                torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+                return
+            except RuntimeError:  # dtype checks run on the host before launch: no sync, no partial write
+                _DTYPE_ADDMM_OK = False
+        acc.add_(torch.mm(a, b, out_dtype=torch.float32))
 
 
 def chord_forward_backward(x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s: Scalars,
-                           chunk_size: int, need_grad: bool, row_stats: RowStats = torch_row_stats,
-                           row_grad: RowGrad = torch_row_grad_):
-    """Loss, per-token logp/entropy, and (if need_grad) dx, dW, db, all in one sweep over chunks."""
-    n = x.shape[0]
-    loss = torch.zeros((), dtype=torch.float32, device=x.device)
-    logp = torch.empty(n, dtype=torch.float32, device=x.device)
-    entropy = torch.empty(n, dtype=torch.float32, device=x.device)
+                           chunk_size: int, need_grad: bool, rows: RowOps = TORCH_ROWS):
+    """Loss, per-token logp/entropy, and (if need_grad) dx, dW (fp32), db (fp32), in one sweep over chunks."""
+    n, dev = x.shape[0], x.device
+    inv_t = 1.0 / s.temperature
+    low = x.dtype in LOW_PRECISION and weight.dtype == x.dtype  # dz in the input dtype for the grad GEMMs
+    w_mm = weight if low or weight.dtype == torch.float32 else weight.float()
+    loss = torch.zeros((), dtype=torch.float32, device=dev)
+    logp = torch.empty(n, dtype=torch.float32, device=dev)
+    entropy = torch.empty(n, dtype=torch.float32, device=dev)
     dx = torch.empty_like(x) if need_grad else None
-    dw = torch.zeros(weight.shape, dtype=torch.float32, device=x.device) if need_grad else None
-    db = torch.zeros(weight.shape[0], dtype=torch.float32, device=x.device) if need_grad and bias is not None else None
+    dw = torch.zeros(weight.shape, dtype=torch.float32, device=dev) if need_grad else None
+    db = torch.zeros(weight.shape[0], dtype=torch.float32, device=dev) if need_grad and bias is not None else None
+    dz_low = None
     for i in range(0, n, chunk_size):
         sl = slice(i, min(n, i + chunk_size))
-        z = chunk_logits(x[sl], weight, bias, s.temperature)  # [C, V] fp32 workspace
-        lse, lp, ent = row_stats(z, targets[sl])
+        z = raw_logits(x[sl], weight)  # [C, V] fp32 workspace
+        aff = (bias, inv_t) if rows.fuses_affine else (None, 1.0)
+        if not rows.fuses_affine:
+            _affine_(z, bias, inv_t)
+        lse, lp, ent = rows.stats(z, targets[sl], *aff)
         logp[sl], entropy[sl] = lp, ent
         ref = None if ref_logp is None else ref_logp[sl].float()
         part, g, h = token_terms(lp, ent, kind[sl], old_logp[sl].float(), advantages[sl].float(), ref, s)
         loss += part
-        if need_grad:
-            dz = row_grad(z, targets[sl], lse, ent, g, h)  # in place: [C, V] = dL/dz
-            inv_t = 1.0 / s.temperature
-            dx[sl] = (dz @ weight.float()).mul_(inv_t).to(x.dtype)
-            dw.addmm_(dz.t(), x[sl].float(), alpha=inv_t)  # fp32 accumulation across chunks
-            if db is not None:
-                db.add_(dz.sum(0), alpha=inv_t)
+        if not need_grad:
+            continue
+        if low:
+            if dz_low is None:
+                dz_low = torch.empty((min(chunk_size, n), weight.shape[0]), dtype=x.dtype, device=dev)
+            out = dz_low[: z.shape[0]]
+        else:
+            out = z
+        # g, h scaled by 1/T: dz below is dL/d(x W^T + b) directly (z = (x W^T + b) / T)
+        dz = rows.grad(z, targets[sl], lse, ent, g * inv_t, h * inv_t, out, *aff)
+        dx[sl] = dz @ w_mm
+        _addmm_fp32_(dw, dz.t(), x[sl])
+        if db is not None:
+            db += dz.sum(0, dtype=torch.float32)
     return loss, logp, entropy, dx, dw, db
 
 
@@ -94,11 +155,11 @@ class ChordLossFunction(torch.autograd.Function):
     """Gradients are computed in forward; backward scales them by the incoming scalar gradient."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s, chunk_size, row_stats, row_grad):
+    def forward(ctx, x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s, chunk_size, rows):
         loss, logp, entropy, dx, dw, db = chord_forward_backward(
-            x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s, chunk_size,
-            need_grad=True, row_stats=row_stats, row_grad=row_grad)
-        ctx.save_for_backward(dx, dw.to(weight.dtype), None if db is None else db.to(bias.dtype))
+            x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s, chunk_size, need_grad=True, rows=rows)
+        dw = dw.to(weight.dtype)  # fp32 accumulator -> parameter dtype, once, at the end
+        ctx.save_for_backward(dx, dw, None if db is None else db.to(bias.dtype))
         ctx.mark_non_differentiable(logp, entropy)
         return loss, logp, entropy
 
@@ -106,4 +167,4 @@ class ChordLossFunction(torch.autograd.Function):
     def backward(ctx, grad_loss, _glogp, _gent):
         dx, dw, db = ctx.saved_tensors  # used once: scale in place rather than holding two copies
         out_db = None if db is None else db.mul_(grad_loss)
-        return dx.mul_(grad_loss), dw.mul_(grad_loss), out_db, None, None, None, None, None, None, None, None, None
+        return dx.mul_(grad_loss), dw.mul_(grad_loss), out_db, None, None, None, None, None, None, None, None

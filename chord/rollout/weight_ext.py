@@ -8,7 +8,17 @@ tensors do not survive collective_rpc to another process as tensors.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+
+def _not_rotary(record: logging.LogRecord) -> bool:
+    # Rotary embeddings own a computed cos/sin cache, not a checkpoint weight: vLLM keeps its tensor
+    # and warns on every reload. Any other layer that fails to load is still reported.
+    return not (record.args and record.args[0] == "RotaryEmbedding")
+
+
+logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_not_rotary)
 
 
 class WeightSyncExtension:

@@ -23,6 +23,7 @@ EXPECTED = {
 def _args(cache, out, steps=3, *extra):
     return [str(ROOT / "recipes/tiny.yaml"), f"trainer.steps={steps}", f"model.cache_dir={cache}",
             f"run.output_dir={out}", "logging.progress_bar=false", "trainer.prompts_per_step=8",
+            "trainer.samples_per_prompt=4",
             "trainer.expert_per_step=8", "trainer.micro_batch_size=24", *extra]
 
 
