@@ -34,11 +34,14 @@ class Run:
     reward_fn: RewardFn
     engine: Any  # RolloutEngine on rank 0, None elsewhere or without rollouts
     learner: Any  # DeepSpeedLearner
-    logger: RunLogger
     grad_accum: int
+    logger: RunLogger | None = None  # opened by train.main after a possible resume
+    start_step: int = 0
+    nonfinite_streak: int = 0  # consecutive skipped (NaN/Inf) steps; checkpointed
 
     def close(self) -> None:
-        self.logger.close()
+        if self.logger is not None:
+            self.logger.close()
         if self.engine is not None:
             self.engine.close()
 
@@ -167,7 +170,5 @@ def build_run(cfg: ChordConfig, d: Dist) -> Run:
     tokenizer = load_tokenizer(model_path)
     learner = build_learner(cfg, model_path, grad_accum)
     engine = build_engine(cfg, model_path, d)
-    logger = RunLogger(out_dir, cfg.logging.tensorboard, enabled=d.is_main)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return Run(cfg, d, out_dir, model_path, tokenizer, pad, prompts, experts, reward_fn, engine, learner,
-               logger, grad_accum)
+    return Run(cfg, d, out_dir, model_path, tokenizer, pad, prompts, experts, reward_fn, engine, learner, grad_accum)

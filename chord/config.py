@@ -121,6 +121,10 @@ class TrainerConfig:
     grad_clip: float = 1.0
     max_logprob_gap: float = 1e-3  # fp32 only: stop if learner and vLLM disagree (stale weights)
     save_at_end: bool = True
+    save_every: int = 0  # checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT)
+    keep_last: int = 3  # complete checkpoints kept; older ones are deleted
+    resume: str = "auto"  # auto (latest complete checkpoint in run.output_dir, if any) | none | PATH
+    max_nonfinite_steps: int = 3  # NaN/Inf loss or grad norm skips the step; this many in a row abort
 
 
 @dataclass
@@ -231,6 +235,9 @@ def validate(cfg: ChordConfig) -> None:
     _require(t.lr > 0, "trainer.lr", f"must be > 0, got {t.lr}")
     _one_of(t.lr_schedule, "trainer.lr_schedule", ("constant", "cosine"))
     _require(t.max_logprob_gap > 0, "trainer.max_logprob_gap", "must be > 0")
+    _require(t.save_every >= 0, "trainer.save_every", "must be >= 0")
+    _require(t.keep_last >= 1, "trainer.keep_last", "must be >= 1")
+    _require(t.max_nonfinite_steps >= 1, "trainer.max_nonfinite_steps", "must be >= 1")
     _one_of(r.backend, "rollout.backend", ("vllm", "hf"))
     _one_of(str(r.multiprocess).lower(), "rollout.multiprocess", ("auto", "true", "false"))
     _require(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")

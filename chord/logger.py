@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 class RunLogger:
-    def __init__(self, out_dir: str | Path, tensorboard: bool, enabled: bool) -> None:
+    def __init__(self, out_dir: str | Path, tensorboard: bool, enabled: bool, start_step: int = 0) -> None:
         self.enabled = enabled
         self.writer = None
         if not enabled:
@@ -20,7 +20,8 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.dir / "tensorboard"))
+            # purge_step: after a resume, events of the re-run steps replace the interrupted ones
+            self.writer = SummaryWriter(str(self.dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:

@@ -25,6 +25,7 @@ from chord.algo.schedule import mu_at
 from chord.batching import count_tokens, expert_row, micro_batches, rollout_row, shard
 from chord.config import ChordConfig, ConfigError, load_config, to_yaml
 from chord.distributed import broadcast, init_distributed, shutdown
+from chord.learner.guarded_adamw import NonFiniteError
 from chord.logger import timed
 from chord.rewards import score_all
 from chord.step_metrics import all_reduce, to_floats
@@ -78,18 +79,40 @@ def check_gap(cfg: ChordConfig, m: dict[str, float], step: int) -> None:
             f"{cfg.trainer.max_logprob_gap:g}: the rollout engine is not sampling from the learner's weights")
 
 
+def check_nonfinite(cfg: ChordConfig, run: Run, step: int) -> None:
+    """A NaN/Inf loss or gradient skipped the optimizer step; too many in a row end the run."""
+    if run.nonfinite_streak and run.dist.is_main:
+        print(f"chord: step {step}: non-finite loss or gradient norm, optimizer step skipped "
+              f"({run.nonfinite_streak} in a row)", file=sys.stderr)
+    if run.nonfinite_streak >= cfg.trainer.max_nonfinite_steps:
+        raise NonFiniteError(f"{run.nonfinite_streak} non-finite steps in a row (trainer.max_nonfinite_steps="
+                             f"{cfg.trainer.max_nonfinite_steps}); the last checkpoint in "
+                             f"{run.out_dir / 'checkpoints'} holds the last good weights")
+
+
 def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
+    from chord import checkpoint
     from chord.build import rows_per_step
 
     t, d = cfg.trainer, run.dist
     n_roll, n_exp = rows_per_step(cfg)
-    bar = tqdm(range(1, t.steps + 1), desc="chord", disable=not (d.is_main and cfg.logging.progress_bar),
-               dynamic_ncols=True)
+    if run.start_step:
+        push_weights(run, run.start_step)  # restored weights into vLLM before the first rollout
+    stop = checkpoint.StopFlag()
+    bar = tqdm(range(run.start_step + 1, t.steps + 1), desc="chord", initial=run.start_step, total=t.steps,
+               disable=not (d.is_main and cfg.logging.progress_bar), dynamic_ncols=True)
     m: dict[str, float] = {}
+    step = run.start_step
     for step in bar:
+        if os.environ.get("CHORD_TEST_KILL_AT_STEP") == str(step) and d.is_main:  # test hook: preemption
+            os.kill(os.getpid(), 9)
+        if os.environ.get("CHORD_TEST_TERM_AT_STEP") == str(step) and d.is_main:  # test hook: polite stop
+            os.kill(os.getpid(), 15)
         times: dict[str, float] = {}
         with timed(times, "step"):
             mu = mu_at(step, **asdict(cfg.algorithm.mu))
+            if str(step) in os.environ.get("CHORD_TEST_NAN_AT_STEPS", "").split(","):  # test hook: a NaN loss
+                mu = float("nan")
             rollouts, rmetrics = collect_rollouts(run, step, times)
             rewards = torch.tensor([r.reward for r in rollouts]).view(-1, t.samples_per_prompt)
             adv = group_advantages(rewards, cfg.algorithm.advantage_eps).flatten().tolist() if rollouts else []
@@ -101,15 +124,28 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
                 lm = run.learner.train_step(micro, mu, n_rollout_tok, n_expert_tok)
             m = {**to_floats(all_reduce(lm)), **rmetrics, "mu": mu}
             check_gap(cfg, m, step)
-            with timed(times, "weight_sync"):
-                push_weights(run, step)
+            run.nonfinite_streak = run.nonfinite_streak + 1 if m["optim/skipped"] else 0
+            check_nonfinite(cfg, run, step)
+            if not m["optim/skipped"]:  # a skipped step left the weights as vLLM has them
+                with timed(times, "weight_sync"):
+                    push_weights(run, step)
+        stopping = broadcast(stop.requested)  # every rank must agree to save and stop
+        if stopping or (t.save_every and step % t.save_every == 0) or (step == t.steps and t.save_at_end):
+            with timed(times, "checkpoint"):
+                checkpoint.save(run, step)
         tokens = n_rollout_tok + n_expert_tok
         m.update(times, **{"throughput/tokens_per_s": tokens / times["time/step"],
                            "tokens/rollout": n_rollout_tok, "tokens/expert": n_expert_tok})
         run.logger.log(step, m)
         bar.set_postfix(reward=f"{m.get('reward/mean', float('nan')):.3f}", mu=f"{mu:.3f}",
                         step_s=f"{times['time/step']:.2f}")
-    save_final(run, t.steps)
+        if stopping:
+            if d.is_main:
+                print(f"chord: stopped after step {step}; checkpoint saved. Resume with the same command "
+                      f"(trainer.resume=auto).", file=sys.stderr)
+            return m
+    if step == t.steps and t.save_at_end:
+        run.learner.export(run.out_dir / "final", run.tokenizer)
     return m
 
 
@@ -123,17 +159,6 @@ def push_weights(run: Run, step: int) -> None:
     else:
         for _ in named:
             pass
-
-
-def save_final(run: Run, step: int) -> None:
-    if not run.cfg.trainer.save_at_end:
-        return
-    ckpt = run.out_dir / "checkpoints"
-    state = {"step": step, "config": to_yaml(run.cfg),
-             "prompts": run.prompts.state_dict() if run.prompts else None,
-             "experts": run.experts.state_dict() if run.experts else None}
-    run.learner.save_checkpoint(str(ckpt), tag=f"step_{step}", client_state=state)
-    run.learner.export(run.out_dir / "final", run.tokenizer)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,20 +179,28 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.loss.impl == "triton" and not torch.cuda.is_available():
         # Triton runs on CPU only through its interpreter, chosen when triton is first imported
         os.environ.setdefault("TRITON_INTERPRET", "1")
+    from chord import checkpoint
     from chord.build import build_run
     from chord.data.loading import DataError
+    from chord.logger import RunLogger
     from chord.models.load import ModelError
     from chord.rewards import RewardError
 
     d = init_distributed()
+    run = None
     try:
         run = build_run(cfg, d)
+        path = checkpoint.find(cfg)
+        run.start_step = checkpoint.load(run, path) if path is not None else 0
     except (ConfigError, DataError, ModelError, RewardError) as e:
         print(f"chord: {type(e).__name__}: {e}", file=sys.stderr)
+        if run is not None:
+            run.close()
         return 2
+    run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=run.start_step)
     try:
         final = train(cfg, run)
-    except StaleWeightsError as e:
+    except (StaleWeightsError, NonFiniteError) as e:
         print(f"chord: stopped: {e}", file=sys.stderr)
         return 1
     finally:

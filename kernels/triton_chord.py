@@ -118,10 +118,16 @@ def triton_row_grad_(z: torch.Tensor, targets: torch.Tensor, lse: torch.Tensor, 
     """out [C, V] (fp32, may be z itself, or bf16/fp16) <- dL/dz; same bias/inv_t as triton_row_stats."""
     c, v = z.shape
     assert z.stride(1) == 1 and out.stride(1) == 1 and out.shape == z.shape
+    # The interpreter truncates fp32 -> bf16 casts (measured: 48% of values differ from round-to-nearest;
+    # fp_downcast_rounding="rtne" is ignored there), a bias that adds up in dW/db. GPUs round to nearest
+    # even, so only under the interpreter: write fp32 in place and let torch round.
+    dst = z if INTERPRET and out.dtype != torch.float32 else out
     if c:
         _row_grad[(c,)](z, z.stride(0), targets.contiguous(), z if bias is None else bias.contiguous(), float(inv_t),
-                        lse, entropy, g.contiguous(), h.contiguous(), out, out.stride(0), v,
+                        lse, entropy, g.contiguous(), h.contiguous(), dst, dst.stride(0), v,
                         HAS_BIAS=bias is not None, BLOCK_V=_block(v))
+    if dst is not out:
+        out.copy_(dst)
     return out
 
 

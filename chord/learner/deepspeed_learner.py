@@ -20,6 +20,7 @@ import torch.distributed as dist
 
 from chord.algo.chord_loss import LossSettings, chord_loss
 from chord.config import ChordConfig, ConfigError
+from chord.learner.guarded_adamw import GuardedAdamW, NonFiniteError
 from chord.learner.head import ChordHead
 from chord.learner.token_stats import token_logp_entropy
 from chord.step_metrics import merge
@@ -72,7 +73,7 @@ class DeepSpeedLearner:
                               "micro-batches per rank; ZeRO-3 supports only one: raise it to the rows per rank")
         model.lm_head = ChordHead(model.lm_head)
         t = cfg.trainer
-        opt = torch.optim.AdamW(
+        opt = GuardedAdamW(
             [p for p in model.parameters() if p.requires_grad],
             lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps, weight_decay=t.weight_decay,
         )
@@ -162,12 +163,22 @@ class DeepSpeedLearner:
             raise RuntimeError(f"expected {self.grad_accum} micro-batches, got {len(micro)}")
         self.engine.train()
         self._grad_norm: float | None = None
+        skipped_before = self.engine.skipped_steps
         metrics = merge(self.micro_step(mb, mu, n_rollout, n_expert) for mb in micro)
         gn = self.engine.get_global_grad_norm()
-        gn = self._grad_norm if gn is None else gn
+        gn = float(self._grad_norm if gn is None else gn)
+        skipped = self.engine.skipped_steps > skipped_before
+        loss = metrics["loss/total"].detach().clone()
+        if dist.is_initialized():
+            dist.all_reduce(loss)
+        if not skipped and not (math.isfinite(float(loss)) and math.isfinite(gn)):
+            # e.g. bf16 ZeRO-1/2, where DeepSpeed does not check: the weights are now unusable
+            raise NonFiniteError(f"non-finite loss {float(loss)} / grad norm {gn} was applied by DeepSpeed "
+                                 "(this precision/ZeRO combination has no skip); resume from the last checkpoint")
         # identical on every rank: reduce with max, not sum
-        metrics["max:optim/grad_norm"] = torch.tensor(float(gn) if gn is not None else float("nan"))
+        metrics["max:optim/grad_norm"] = torch.tensor(gn)
         metrics["max:optim/lr"] = torch.tensor(float(self.engine.get_lr()[0]))
+        metrics["max:optim/skipped"] = torch.tensor(float(skipped))
         return metrics
 
     # -- weights -------------------------------------------------------------------------------------
@@ -182,7 +193,8 @@ class DeepSpeedLearner:
                 yield name, p.detach()
 
     def save_checkpoint(self, path: str, tag: str, client_state: dict[str, Any]) -> None:
-        self.engine.save_checkpoint(path, tag=tag, client_state=client_state)
+        # save_latest=False: chord.checkpoint owns the `latest` pointer (written after the rename)
+        self.engine.save_checkpoint(path, tag=tag, client_state=client_state, save_latest=False)
 
     def export(self, out_dir: Path, tokenizer: Any) -> None:
         """save_pretrained of the policy and tokenizer (rank 0 writes; all ranks gather)."""

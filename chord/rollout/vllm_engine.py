@@ -39,9 +39,13 @@ class VLLMEngine:
         self.cfg = cfg
         self.multiprocess = multiprocess
         self.version = 0
+        self.seed = seed
         kwargs = {}
         if not multiprocess:
             kwargs["distributed_executor_backend"] = "uni"
+        if not torch.cuda.is_available():
+            # per-request seeds (exact resume) crash vLLM's CPU sampler under chunked prefill
+            kwargs["enable_chunked_prefill"] = False
         self.llm = LLM(
             model=model_path,
             dtype=dtype,
@@ -60,13 +64,16 @@ class VLLMEngine:
     def generate(self, prompts: Sequence[PromptExample], samples: int, step: int) -> list[Rollout]:
         from vllm import SamplingParams, TokensPrompt
 
-        params = SamplingParams(
+        # One seed per (run seed, step, prompt slot): a resumed step samples exactly what the
+        # uninterrupted run sampled, whatever the engine did before.
+        params = [SamplingParams(
             n=samples,
             temperature=self.cfg.temperature,
             top_p=self.cfg.top_p,
             max_tokens=self.cfg.max_new_tokens,
             logprobs=0,  # the sampled token's own log-prob
-        )
+            seed=(self.seed * 1_000_003 + step * 10_007 + i) % 2**31,
+        ) for i in range(len(prompts))]
         reqs = [TokensPrompt(prompt_token_ids=list(p.prompt_ids)) for p in prompts]
         outs = self.llm.generate(reqs, params, use_tqdm=False)
         rollouts: list[Rollout] = []

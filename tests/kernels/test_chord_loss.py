@@ -1,6 +1,13 @@
-"""chunked and triton (interpreter on CPU) against the naive reference computed in float64."""
+"""chunked and triton (interpreter on CPU, CUDA when present) against the naive reference in float64.
 
+    python -m pytest tests/kernels -m kernels      # ~25 s on 2 CPU cores
+"""
+
+import importlib.util
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,13 +18,12 @@ from chord_kernels.reference import chord_loss_reference, logits_reference
 
 pytestmark = pytest.mark.kernels
 
-try:
-    import triton  # noqa: F401
-
+if importlib.util.find_spec("triton") is not None:  # not imported here: triton_chord sets TRITON_INTERPRET first
     IMPLS = ["chunked", "triton"]
-except ImportError:  # pragma: no cover
+else:  # pragma: no cover
     IMPLS = ["chunked", pytest.param("triton", marks=pytest.mark.skip(reason="triton not installed"))]
 
+CUDA = torch.cuda.is_available()
 SHAPES = [(1, 5, 7), (13, 7, 37), (50, 33, 130)]  # N = 1, N and V not multiples of any block, H odd
 
 
@@ -53,11 +59,17 @@ def gold(x, w, b, y, kind, old, adv, ref, s: Scalars):
     return loss.detach(), logp.detach(), ent.detach(), xs.grad, ws.grad, bs.grad
 
 
+def device(impl):
+    return "cuda" if impl == "triton" and CUDA else "cpu"  # Triton on CPU = the interpreter
+
+
 def run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=16):
-    xs, ws, bs = (t.clone().requires_grad_() for t in (x, w, b))
+    dev = device(impl)
+    xs, ws, bs = (t.to(dev).clone().requires_grad_() for t in (x, w, b))
+    y, kind, old, adv, ref = (t.to(dev) for t in (y, kind, old, adv, ref))
     out = chord_loss(xs, ws, y, kind, old, adv, ref, bs, impl=impl, chunk_size=chunk, **kw)
     out.loss.backward()
-    return out.loss.detach(), out.logp, out.entropy, xs.grad, ws.grad, bs.grad
+    return tuple(t.cpu() for t in (out.loss.detach(), out.logp, out.entropy, xs.grad, ws.grad, bs.grad))
 
 
 def close(actual, expected, rel, what):
@@ -137,7 +149,8 @@ def test_invariants_and_extreme_logits(impl):
     x, w, b, y, kind, old, adv, ref = make("mixed", 13, 7, 37, seed=5)
     for scale in (1.0, 1e4):  # |z| ~ 1e4 in fp32: no NaN, no positive log-probs
         xs = x * scale
-        lp, ent = token_logprobs(xs, w, y, b, impl=impl, chunk_size=5)
+        lp, ent = token_logprobs(xs.to(device(impl)), w.to(device(impl)), y.to(device(impl)), b.to(device(impl)),
+                                 impl=impl, chunk_size=5)
         assert torch.isfinite(lp).all() and torch.isfinite(ent).all()
         assert (lp <= 0).all() and (ent >= 0).all() and (ent <= math.log(37) + 1e-5).all()
         out = run(impl, xs, w, b, y, kind, old, adv, ref, kwargs(13, kind))
@@ -148,6 +161,66 @@ def test_invariants_and_extreme_logits(impl):
 def test_token_logprobs_matches_reference(impl):
     x, w, b, y, *_ = make("mixed", 50, 33, 130, seed=7, temperature=0.7)
     lp_ref = torch.log_softmax(logits_reference(x, w, b, 0.7, torch.float64), -1)
-    lp, ent = token_logprobs(x, w, y, b, temperature=0.7, impl=impl, chunk_size=16)
-    close(lp, lp_ref.gather(-1, y[:, None])[:, 0], 1e-5, "logp")
-    close(ent, -(lp_ref.exp() * lp_ref).sum(-1), 1e-5, "entropy")
+    dev = device(impl)
+    lp, ent = token_logprobs(x.to(dev), w.to(dev), y.to(dev), b.to(dev), temperature=0.7, impl=impl, chunk_size=16)
+    assert lp.dtype == ent.dtype == torch.float32 and not lp.requires_grad
+    close(lp.cpu(), lp_ref.gather(-1, y[:, None])[:, 0], 1e-5, "logp")
+    close(ent.cpu(), -(lp_ref.exp() * lp_ref).sum(-1), 1e-5, "entropy")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_empty_terms_are_exactly_zero_never_nan(impl):
+    """A micro-batch without expert (or rollout, or any) tokens: that term is 0, even with n = 0."""
+    x, w, b, y, kind, old, adv, ref = make("all_rollout", 13, 7, 37, seed=11)
+    kw = kwargs(13, kind, mu=0.5, n_expert=0.0)
+    s = Scalars(0.5, "phi", 0.2, 0.2, None, 0.0, 0.0, 1.0, kw["n_rollout"], 0.0)
+    got = run(impl, x, w, b, y, kind, old, adv, ref, kw)
+    exp = gold(x, w, b, y, kind, old, adv, ref, s)
+    for a, e, what in zip(got, exp, ("loss", "logp", "entropy", "dx", "dW", "db")):
+        assert torch.isfinite(a).all(), what
+        close(a, e, 1e-5, what)
+    kind = torch.zeros_like(kind)  # all ignored, both denominators 0
+    got = run(impl, x, w, b, y, kind, old, adv, ref, kwargs(13, kind, n_rollout=0.0, n_expert=0.0))
+    assert got[0].item() == 0.0 and all(t.abs().max().item() == 0.0 for t in got[3:])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_chunk_size_does_not_change_the_result(impl):
+    x, w, b, y, kind, old, adv, ref = make("mixed", 50, 33, 130, seed=13)
+    kw = kwargs(50, kind, entropy_coef=0.01, kl_coef=0.05)
+    a, c = run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=1), run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=64)
+    for u, v, what in zip(a, c, ("loss", "logp", "entropy", "dx", "dW", "db")):
+        close(u, v, 1e-5, what)
+
+
+def test_import_without_triton():
+    """`import chord_kernels` and the torch impls work with triton unimportable (STYLE item 5)."""
+    code = ("import sys; sys.modules['triton'] = None\n"
+            "import torch, chord_kernels\n"
+            "x = torch.randn(3, 4, requires_grad=True); w = torch.randn(5, 4, requires_grad=True)\n"
+            "k = torch.tensor([1, 2, 0]); o = chord_kernels.chord_loss(x, w, torch.tensor([0, 1, 2]), k, torch.zeros(3),"
+            " torch.ones(3), mu=0.5, n_rollout=1, n_expert=1)\n"
+            "o.loss.backward(); assert x.grad is not None and 'triton' not in [m for m in sys.modules if sys.modules[m]]\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA: realistic bf16 shapes through cuBLAS mixed-dtype GEMMs")
+@pytest.mark.parametrize("impl", ["chunked", "triton"])
+def test_cuda_bf16_realistic_shape(impl):
+    """Several chunks, V not a power of two, bias and T != 1: the GPU path end to end vs an fp64 gold."""
+    x, w, b, y, kind, old, adv, ref = make("mixed", 1000, 512, 9001, seed=17, temperature=0.9)
+    x, w, b = x.bfloat16(), w.bfloat16(), b.bfloat16()
+    kw = kwargs(1000, kind, temperature=0.9, entropy_coef=0.01, kl_coef=0.05)
+    s = Scalars(kw["mu"], "phi", 0.2, 0.2, None, 0.05, 0.01, 0.9, kw["n_rollout"], kw["n_expert"])
+    exp = gold(x.float(), w.float(), b.float(), y, kind, old, adv, ref, s)
+    xs, ws, bs = (t.cuda().requires_grad_() for t in (x, w, b))
+    out = chord_loss(xs, ws, y.cuda(), kind.cuda(), old.cuda(), adv.cuda(), ref.cuda(), bs, impl=impl,
+                     chunk_size=256, **kw)
+    out.loss.backward()
+    assert (out.logp.cpu().double() - exp[1]).abs().max() <= 1e-3
+    assert (out.entropy.cpu().double() - exp[2]).abs().max() <= 5e-3
+    close(out.loss.detach().cpu(), exp[0], 1e-3, "loss")
+    for a, e, what in zip((xs.grad, ws.grad, bs.grad), exp[3:], ("dx", "dW", "db")):
+        assert a.dtype == torch.bfloat16
+        close(a.cpu(), e, 1e-2, what)

@@ -1,0 +1,223 @@
+"""Atomic, resumable checkpoints: everything that determines the rest of the run.
+
+Layout under run.output_dir/checkpoints/:
+    step_<N>/              DeepSpeed engine (model, optimizer, lr schedule) + trainer_state.json
+                           (step, data-stream positions, world size, resolved config) + rng_rank<r>.pt
+    latest                 the tag of the newest complete checkpoint (written last, by rename)
+A checkpoint is written into `.tmp-step_<N>`, fsynced and renamed; a kill during a save leaves
+the previous checkpoint loadable and the half-written folder is ignored (and reported) on resume.
+vLLM sampling needs no state: every step seeds its requests from (run seed, step, prompt slot).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from chord.config import ChordConfig, ConfigError, to_yaml
+from chord.distributed import barrier
+
+# Differences that leave the run's meaning intact; anything else refuses to resume.
+HARMLESS = ("trainer.steps", "trainer.save_every", "trainer.keep_last", "trainer.resume", "trainer.save_at_end",
+            "trainer.max_logprob_gap", "trainer.max_nonfinite_steps", "trainer.micro_batch_size", "logging.", "run.output_dir", "run.name",
+            "model.cache_dir", "loss.", "rollout.kv_cache_gib", "rollout.gpu_memory_utilization",
+            "rollout.multiprocess", "rollout.enforce_eager")
+STATE = "trainer_state.json"
+
+
+def _say(msg: str) -> None:
+    print(f"chord: {msg}", file=sys.stderr, flush=True)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(run: Any, step: int) -> Path:
+    """Collective: every rank calls it. Returns the final folder."""
+    root = run.out_dir / "checkpoints"
+    tag, tmp_tag = f"step_{step}", f".tmp-step_{step}"
+    tmp, final = root / tmp_tag, root / tag
+    if run.dist.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+    barrier()
+    run.learner.save_checkpoint(str(root), tag=tmp_tag, client_state={"step": step})
+    torch.save(_rng_state(), tmp / f"rng_rank{run.dist.rank}.pt")
+    barrier()
+    if run.dist.is_main:
+        files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
+        state = {"step": step, "world_size": run.dist.world, "config": to_yaml(run.cfg), "files": files,
+                 "nonfinite_streak": run.nonfinite_streak,
+                 "prompts": run.prompts.state_dict() if run.prompts else None,
+                 "experts": run.experts.state_dict() if run.experts else None}
+        (tmp / STATE).write_text(json.dumps(state))
+        if os.environ.get("CHORD_TEST_CRASH_IN_SAVE") == str(step):  # test hook: die mid-save
+            os.kill(os.getpid(), signal.SIGKILL)
+        _fsync_tree(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        (root / ".latest.tmp").write_text(tag)
+        os.replace(root / ".latest.tmp", root / "latest")
+        complete = sorted(_complete(root), key=lambda p: int(p.name.split("_")[1]))
+        for old in complete[: -run.cfg.trainer.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+def _complete(root: Path) -> list[Path]:
+    return [p for p in root.glob("step_*") if (p / STATE).is_file()]
+
+
+def find(cfg: ChordConfig) -> Path | None:
+    """The checkpoint folder to resume from per trainer.resume, or None for a fresh start."""
+    mode = cfg.trainer.resume
+    if mode == "none":
+        return None
+    if mode != "auto":
+        path = Path(mode)
+        problem = damage(path) if (path / STATE).is_file() else f"no {STATE}: not a complete chord checkpoint"
+        if problem:
+            raise ConfigError(f"'trainer.resume' = {mode}: {problem}")
+        return path
+    root = Path(cfg.run.output_dir) / "checkpoints"
+    return find_in(root) if root.is_dir() else None
+
+
+def find_in(root: Path) -> Path | None:
+    """The newest intact checkpoint under `root` (the `latest` pointer first), reporting bad ones."""
+    for partial in root.glob(".tmp-step_*"):
+        _say(f"ignoring half-written checkpoint {partial} (interrupted save)")
+    complete = sorted(_complete(root), key=lambda p: int(p.name.split("_")[1]), reverse=True)
+    pointer = root / "latest"
+    named = root / pointer.read_text().strip() if pointer.is_file() else None
+    if pointer.exists() and named not in complete:
+        _say(f"checkpoint pointer {pointer} names no complete checkpoint; using the newest intact one")
+    for path in ([named] if named in complete else []) + [p for p in complete if p != named]:
+        problem = damage(path)
+        if problem is None:
+            return path
+        _say(f"skipping damaged checkpoint {path}: {problem}")
+    return None
+
+
+def damage(path: Path) -> str | None:
+    """Why the checkpoint in `path` cannot be trusted (missing or truncated files), or None."""
+    try:
+        files = json.loads((path / STATE).read_text())["files"]
+    except (OSError, ValueError, KeyError) as e:
+        return f"unreadable {STATE} ({type(e).__name__})"
+    for name, size in files.items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != size:
+            return f"{name} has {f.stat().st_size} bytes, {size} were written"
+    return None
+
+
+def config_differences(saved_yaml: str, cfg: ChordConfig) -> tuple[list[str], list[str]]:
+    """(meaningful, harmless) dotted keys whose values differ between the checkpoint and now."""
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    old = flat(OmegaConf.to_container(OmegaConf.create(saved_yaml)))
+    new = flat(OmegaConf.to_container(OmegaConf.create(to_yaml(cfg))))
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    harmless = [k for k in diff if k.startswith(HARMLESS)]
+    return [k for k in diff if k not in harmless], harmless
+
+
+def load(run: Any, path: Path) -> int:
+    """Collective: restore learner, streams and RNG from `path`; returns the step it ended."""
+    state = json.loads((path / STATE).read_text())
+    old_world = state["world_size"]
+    if old_world != run.dist.world and run.learner.zero_stage != 0:
+        raise ConfigError(f"checkpoint {path} was written by {old_world} ranks with ZeRO-{run.learner.zero_stage}, "
+                          f"this launch has {run.dist.world}: ZeRO-1/2/3 optimizer shards reload only on the same "
+                          f"number of ranks; relaunch with {old_world} (ZeRO-0 checkpoints move freely)")
+    meaningful, harmless = config_differences(state["config"], run.cfg)
+    if meaningful:
+        raise ConfigError(f"checkpoint {path} was trained with a different config: {', '.join(meaningful)} "
+                          "(set trainer.resume=none and a new run.output_dir to start a new run)")
+    if harmless and run.dist.is_main:
+        _say(f"resuming with changed settings: {', '.join(harmless)}")
+    run.learner.engine.load_checkpoint(str(path.parent), tag=path.name, load_module_strict=True)
+    if run.prompts is not None:
+        run.prompts.load_state_dict(state["prompts"])
+    if run.experts is not None:
+        run.experts.load_state_dict(state["experts"])
+    run.nonfinite_streak = int(state.get("nonfinite_streak", 0))
+    # every rank's own RNG when the world is unchanged; a new rank takes rank 0's (sampling and data order
+    # do not use these generators: they are seeded per step, so a resharded run stays the same run)
+    rng = path / f"rng_rank{run.dist.rank}.pt"
+    _set_rng_state(torch.load(rng if rng.is_file() else path / "rng_rank0.pt", weights_only=False))
+    if run.dist.is_main and old_world != run.dist.world:
+        _say(f"checkpoint written by {old_world} ranks, resuming on {run.dist.world} (ZeRO-0: full state on each rank)")
+    if run.dist.is_main:
+        _truncate_metrics(run.out_dir / "metrics.jsonl", state["step"])
+        _say(f"resumed from {path} at step {state['step']}")
+    return int(state["step"])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines of steps after the checkpoint: they are about to be re-run."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in keep))
+    os.replace(tmp, path)
+
+
+class StopFlag:
+    """SIGTERM/SIGINT ask the loop to finish the current step, checkpoint and exit 0."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.requested = True
+        _say(f"received {signal.Signals(signum).name}: finishing this step, then checkpointing")
