@@ -38,6 +38,15 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
+def _scaled_logits(z_row, BIAS, cols, mask, inv_t, HAS_BIAS: tl.constexpr):
+    """(z + bias) / T for one tile of a row, in fp32 whatever the storage dtype."""
+    z = tl.load(z_row + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        z += tl.load(BIAS + cols, mask=mask, other=0.0).to(tl.float32)
+    return z * inv_t
+
+
+@triton.jit
 def _row_stats(Z, stride_z, Y, BIAS, inv_t, LSE, LOGP, ENT, V, HAS_BIAS: tl.constexpr, BLOCK_V: tl.constexpr):
     """One program per row: z = (Z + BIAS) * inv_t; lse, z_y - lse, H = lse - sum p z in one sweep."""
     row = tl.program_id(0)
@@ -50,10 +59,7 @@ def _row_stats(Z, stride_z, Y, BIAS, inv_t, LSE, LOGP, ENT, V, HAS_BIAS: tl.cons
     for start in range(0, V, BLOCK_V):
         cols = start + tl.arange(0, BLOCK_V)
         mask = cols < V
-        z = tl.load(z_row + cols, mask=mask, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            z += tl.load(BIAS + cols, mask=mask, other=0.0).to(tl.float32)
-        z = tl.where(mask, z * inv_t, -float("inf"))
+        z = tl.where(mask, _scaled_logits(z_row, BIAS, cols, mask, inv_t, HAS_BIAS), -float("inf"))
         m_new = tl.maximum(m, tl.max(z, 0))
         scale = tl.exp(m - m_new)
         e = tl.where(mask, tl.exp(z - m_new), 0.0)
@@ -85,10 +91,7 @@ def _row_grad(Z, stride_z, Y, BIAS, inv_t, LSE, ENT, G, H, OUT, stride_o, V, HAS
     for start in range(0, V, BLOCK_V):
         cols = start + tl.arange(0, BLOCK_V)
         mask = cols < V
-        z = tl.load(z_row + cols, mask=mask, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            z += tl.load(BIAS + cols, mask=mask, other=0.0).to(tl.float32)
-        logp = z * inv_t - lse
+        logp = _scaled_logits(z_row, BIAS, cols, mask, inv_t, HAS_BIAS) - lse
         p = tl.exp(logp)
         dz = -g * p - h * p * (logp + ent)  # z - sum_j p_j z_j = log p + H
         dz = tl.where(cols == y, dz + g, dz)

@@ -36,6 +36,8 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
         from vllm import LLM  # the only place chord imports vLLM
 
+        from chord.rollout.reaper import start_reaper
+
         self.cfg = cfg
         self.multiprocess = multiprocess
         self.version = 0
@@ -60,6 +62,8 @@ class VLLMEngine:
             **kwargs,
         )
         self._shm = Path(tempfile.mkdtemp(prefix="chord_weights_", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+        # a SIGKILLed trainer must not leave the engine process (and its memory) running
+        self._reaper = start_reaper([self._shm]) if multiprocess else None
 
     def generate(self, prompts: Sequence[PromptExample], samples: int, step: int) -> list[Rollout]:
         from vllm import SamplingParams, TokensPrompt

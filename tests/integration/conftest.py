@@ -1,6 +1,9 @@
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,10 +24,23 @@ def tiny_cache(tmp_path_factory) -> Path:
 
 
 def run_cli(args: list[str], timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a command from the repo root; on failure the assertion shows the tail of its output."""
-    p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **(env or {})})
-    return p
+    """Run a command from the repo root in its own session; returns exit status, stdout and stderr.
+
+    Output goes to files, not pipes, and the whole session is killed once the command has exited:
+    a rank killed with SIGKILL (the preemption tests) orphans its vLLM engine process, which would
+    otherwise hold a pipe open and keep running.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=err, text=True, start_new_session=True,
+                                env={**os.environ, **(env or {})})
+        try:
+            code = proc.wait(timeout=timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(args, code, out.read(), err.read())
 
 
 def python() -> str:

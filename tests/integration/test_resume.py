@@ -48,6 +48,13 @@ def reference(request, tiny_cache, tmp_path_factory):
     return request.param, out
 
 
+def _only(reference, ranks, why):
+    """The reference run dir if it has `ranks` ranks; skip the other parametrisation (CI time)."""
+    if reference[0] != ranks:
+        pytest.skip(why)
+    return reference[1]
+
+
 def test_kill_during_checkpoint_save_then_resume(reference, tiny_cache, tmp_path):
     ranks, ref = reference
     out = tmp_path / "run"
@@ -61,9 +68,7 @@ def test_kill_during_checkpoint_save_then_resume(reference, tiny_cache, tmp_path
 
 
 def test_sigkill_mid_run_then_resume(reference, tiny_cache, tmp_path):
-    ranks, ref = reference
-    if ranks == 2:
-        pytest.skip("the 2-rank case is covered by the mid-save kill; keeps CI under 20 minutes")
+    ranks, ref = 1, _only(reference, 1, "the 2-rank case is covered by the mid-save kill")
     out = tmp_path / "run"
     p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_KILL_AT_STEP": "3"})
     assert p.returncode != 0 and (out / "checkpoints/latest").read_text() == "step_2"
@@ -74,9 +79,7 @@ def test_sigkill_mid_run_then_resume(reference, tiny_cache, tmp_path):
 
 
 def test_sigterm_checkpoints_and_exits_cleanly(reference, tiny_cache, tmp_path):
-    ranks, ref = reference
-    if ranks == 2:
-        pytest.skip("the 2-rank case is covered by the mid-save kill; keeps CI under 20 minutes")
+    ranks, ref = 1, _only(reference, 1, "the 2-rank case is covered by the mid-save kill")
     out = tmp_path / "run"
     p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_TERM_AT_STEP": "3"})
     assert p.returncode == 0, p.stderr[-3000:]
@@ -93,9 +96,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(reference, tiny_cache, tmp_path):
 
 def test_resume_on_a_different_world_size(reference, tiny_cache, tmp_path):
     """ZeRO-0: a 2-rank checkpoint resumes on 1 rank; the resumed step samples what the 2-rank run sampled."""
-    ranks, ref = reference
-    if ranks == 1:
-        pytest.skip("covered from the 2-rank side")
+    ref = _only(reference, 2, "covered from the 2-rank side")
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
     shutil.copytree(ref / "checkpoints/step_2", out / "checkpoints/step_2")
@@ -114,9 +115,7 @@ def test_resume_on_a_different_world_size(reference, tiny_cache, tmp_path):
 
 
 def test_export_any_checkpoint_loads_in_transformers_and_vllm(reference, tiny_cache, tmp_path):
-    ranks, ref = reference
-    if ranks == 2:
-        pytest.skip("the checkpoint format does not depend on the rank count at ZeRO-0")
+    ref = _only(reference, 1, "the checkpoint format does not depend on the rank count at ZeRO-0")
     p = run_cli([python(), "-m", "chord.export", str(ref), str(tmp_path / "latest")])
     assert p.returncode == 0, p.stderr[-3000:]
     latest, final = load_file(str(tmp_path / "latest/model.safetensors")), load_file(str(ref / "final/model.safetensors"))
