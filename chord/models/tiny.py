@@ -2,13 +2,9 @@
 
 CHORD starts from a pretrained model, and its phi = p(1-p) weight gives almost no signal to a
 random-init model (every p ~ 1/V), so the build ends with a short deterministic "base model"
-warm-up: next-token prediction on (a) chat-formatted training sums answered in a terse style
-(`Answer: N`), a different style from the step-by-step expert demonstrations, and (b) plain-text
-one-digit facts ("7 + 8 = 15"), the knowledge the expert steps use. The result is a weak but
-non-trivial starting policy, like an instruct model meeting unfamiliar expert traces. The held-out
-eval problems never appear in the warm-up.
-
-    python -c "from chord.models.tiny import build_tiny_model as b; print(b('.cache/chord'))"
+warm-up: next-token prediction on chat-formatted sums answered in a terse style (`Answer: N`),
+a different style from the step-by-step expert demonstrations. The result is a weak but non-trivial
+starting policy, like an instruct model meeting unfamiliar expert traces.
 """
 
 from __future__ import annotations
@@ -23,11 +19,10 @@ from pathlib import Path
 
 import torch
 
-from chord.data.tiny_task import digit_facts, direct_answer, prompt_text, tiny_task_corpus, train_pairs
+from chord.data.tiny_task import _sum_pair, direct_answer, prompt_text, tiny_task_corpus
 
-BUILD_VERSION = 3  # bump when the build changes: the cache key includes it
+BUILD_VERSION = 2
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-# Qwen's ChatML layout (no default system prompt); eos = <|im_end|> ends every turn.
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -43,7 +38,7 @@ def _train_tokenizer(seed: int, vocab_size: int):
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
-    corpus = tiny_task_corpus(seed, 3000) + [f"<|im_start|>{r}\n<|im_end|>" for r in ("system", "user", "assistant")]
+    corpus = tiny_task_corpus(seed, 3000) + [f"<|im_start|>user\n{t}<|im_end|>" for t in ("system", "assistant")]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus, trainer)
@@ -53,26 +48,18 @@ def _train_tokenizer(seed: int, vocab_size: int):
     return fast
 
 
-def _warmup_texts(rng: random.Random, tokenizer, n: int, facts_fraction: float) -> list[str]:
-    pairs = train_pairs()
-    texts = []
-    for _ in range(n):
-        if rng.random() < facts_fraction:
-            texts.append(digit_facts(rng, 4))
-        else:
-            a, b = rng.choice(pairs)
-            msgs = [{"role": "user", "content": prompt_text(a, b)}, {"role": "assistant", "content": direct_answer(a, b)}]
-            texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
-    return texts
-
-
-def _warmup(model, tokenizer, seed: int, steps: int, batch: int, lr: float, facts_fraction: float) -> None:
-    """Deterministic next-token pretraining (see the module docstring for the mix)."""
+def _warmup(model, tokenizer, seed: int, steps: int, batch: int, lr: float) -> None:
+    """Deterministic next-token pretraining on terse chat-formatted sums."""
     rng = random.Random(seed + 17)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     for _ in range(steps):
-        enc = tokenizer(_warmup_texts(rng, tokenizer, batch, facts_fraction), return_tensors="pt", padding=True)
+        texts = []
+        for _ in range(batch):
+            a, b = _sum_pair(rng)
+            msgs = [{"role": "user", "content": prompt_text(a, b)}, {"role": "assistant", "content": direct_answer(a, b)}]
+            texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
+        enc = tokenizer(texts, return_tensors="pt", padding=True)
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
         loss = model(**enc, labels=labels).loss
         opt.zero_grad()
@@ -83,20 +70,17 @@ def _warmup(model, tokenizer, seed: int, steps: int, batch: int, lr: float, fact
 
 def build_tiny_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 128, num_layers: int = 2,
                      num_heads: int = 4, head_dim: int = 32, intermediate_size: int = 256, vocab_size: int = 512,
-                     warmup_steps: int = 800, warmup_batch: int = 32, warmup_lr: float = 3e-3,
-                     facts_fraction: float = 0.3) -> Path:
-    """Build (or reuse) the tiny model folder `cache_dir/tiny-<hash>`; equal arguments give equal weights.
+                     warmup_steps: int = 800, warmup_batch: int = 32, warmup_lr: float = 3e-3) -> Path:
+    """Build (or reuse) the tiny model folder; deterministic for equal arguments.
 
     head_dim >= 32 because vLLM's CPU attention supports no smaller head. The folder is written to a
-    temporary name and renamed, so concurrent builders never see a half-written model; the loser of
-    a race discards its copy. warmup_steps=0 skips the warm-up (a random-init model, built in ~1 s).
+    temporary name and renamed, so concurrent builders never see a half-written model.
     """
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     args = dict(seed=seed, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, head_dim=head_dim,
                 intermediate_size=intermediate_size, vocab_size=vocab_size, warmup_steps=warmup_steps,
-                warmup_batch=warmup_batch, warmup_lr=warmup_lr, facts_fraction=facts_fraction,
-                version=BUILD_VERSION)
+                warmup_batch=warmup_batch, warmup_lr=warmup_lr, version=BUILD_VERSION)
     key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
     final = Path(cache_dir) / f"tiny-{key}"
     if (final / "config.json").exists():
@@ -109,18 +93,17 @@ def build_tiny_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 12
         num_attention_heads=num_heads, num_key_value_heads=num_heads, head_dim=head_dim,
         intermediate_size=intermediate_size, max_position_embeddings=512, tie_word_embeddings=False,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-        dtype="float32",
+        torch_dtype="float32",
     )
     model = Qwen2ForCausalLM(cfg)
     if warmup_steps:
-        _warmup(model, tokenizer, seed, warmup_steps, warmup_batch, warmup_lr, facts_fraction)
-    final.parent.mkdir(parents=True, exist_ok=True)
+        _warmup(model, tokenizer, seed, warmup_steps, warmup_batch, warmup_lr)
     tmp = final.parent / f".{final.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id).save_pretrained(str(tmp))
-    (tmp / "chord_build.json").write_text(json.dumps({**args, "build_seconds": round(time.perf_counter() - t0, 2)}))
+    (tmp / "chord_build.json").write_text(json.dumps({**args, "build_seconds": time.perf_counter() - t0}))
     try:
         os.replace(tmp, final)
     except OSError:  # another process won the race: its folder is equivalent
