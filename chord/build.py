@@ -35,7 +35,7 @@ class Run:
     engine: Any  # RolloutEngine on rank 0, None elsewhere or without rollouts
     learner: Any  # DeepSpeedLearner
     grad_accum: int
-    logger: RunLogger | None = None  # opened by train.main after a possible resume
+    logger: RunLogger | None = None  # opened by train.train (it knows the resumed step)
     start_step: int = 0
     nonfinite_streak: int = 0  # consecutive skipped (NaN/Inf) steps; checkpointed
 

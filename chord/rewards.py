@@ -20,7 +20,14 @@ def _tiny(response: str, answer: str) -> tuple[float, dict[str, float]]:
     return tiny_reward(response, answer)
 
 
+def _math() -> RewardFn:
+    from chord.rewards_math import math_reward  # sympy-backed, process-isolated, time-limited
+
+    return math_reward
+
+
 BUILTIN: dict[str, RewardFn] = {"tiny": _tiny}
+LAZY_BUILTIN: dict[str, Callable[[], RewardFn]] = {"math": _math}
 
 
 class RewardError(ValueError):
@@ -31,8 +38,11 @@ def resolve_reward(name: str) -> RewardFn:
     """A built-in name or "package.module:function"; fails at start-up with a one-line message."""
     if name in BUILTIN:
         return BUILTIN[name]
+    if name in LAZY_BUILTIN:
+        return LAZY_BUILTIN[name]()
     if ":" not in name:
-        raise RewardError(f"unknown reward '{name}': use one of {sorted(BUILTIN)} or 'package.module:function'")
+        raise RewardError(f"unknown reward '{name}': use one of {sorted(BUILTIN | LAZY_BUILTIN)} "
+                          "or 'package.module:function'")
     module_name, _, attr = name.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -53,8 +63,20 @@ class Scores:
 
 
 def score_all(fn: RewardFn, responses: Sequence[str], answers: Sequence[str]) -> Scores:
-    """Score every response; a raising reward gives 0 and is counted, never aborts the step."""
+    """Score every response; a raising reward gives 0 and is counted, never aborts the step.
+
+    A reward with a `score_batch(responses, answers)` method (e.g. the math reward, which verifies
+    in parallel worker processes under a deadline) scores the whole batch in one call.
+    """
     out = Scores([], [])
+    if callable(getattr(fn, "score_batch", None)):
+        try:
+            for r, info in fn.score_batch(responses, answers):
+                out.rewards.append(float(r))
+                out.info.append(info)
+            return out
+        except Exception as e:  # a broken batch scorer: fall back to per-sample scoring and counting
+            out = Scores([], [], error_examples=[f"score_batch: {type(e).__name__}: {e}"[:200]])
     for text, ans in zip(responses, answers, strict=True):
         try:
             r, info = fn(text, ans)

@@ -26,7 +26,7 @@ from chord.batching import count_tokens, expert_row, micro_batches, rollout_row,
 from chord.config import ChordConfig, ConfigError, load_config, to_yaml
 from chord.distributed import broadcast, init_distributed, shutdown
 from chord.learner.guarded_adamw import NonFiniteError
-from chord.logger import timed
+from chord.logger import RunLogger, timed
 from chord.rewards import score_all
 from chord.step_metrics import all_reduce, to_floats
 
@@ -96,6 +96,7 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
 
     t, d = cfg.trainer, run.dist
     n_roll, n_exp = rows_per_step(cfg)
+    run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=run.start_step)
     if run.start_step:
         push_weights(run, run.start_step)  # restored weights into vLLM before the first rollout
     stop = checkpoint.StopFlag()
@@ -182,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
     from chord import checkpoint
     from chord.build import build_run
     from chord.data.loading import DataError
-    from chord.logger import RunLogger
     from chord.models.load import ModelError
     from chord.rewards import RewardError
 
@@ -197,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
         if run is not None:
             run.close()
         return 2
-    run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=run.start_step)
     try:
         final = train(cfg, run)
     except (StaleWeightsError, NonFiniteError) as e:

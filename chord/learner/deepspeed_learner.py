@@ -73,7 +73,9 @@ class DeepSpeedLearner:
                               "micro-batches per rank; ZeRO-3 supports only one: raise it to the rows per rank")
         model.lm_head = ChordHead(model.lm_head)
         t = cfg.trainer
-        opt = GuardedAdamW(
+        # ZeRO-0 calls this optimizer directly: GuardedAdamW skips non-finite steps. ZeRO-1/2/3 wrap it
+        # and run their own NaN/Inf check (and accept only optimizers they know).
+        opt = (GuardedAdamW if stage == 0 else torch.optim.AdamW)(
             [p for p in model.parameters() if p.requires_grad],
             lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps, weight_decay=t.weight_decay,
         )
