@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from chord.data.streams import ShuffledStream
 from chord.distributed import Dist, barrier
 from chord.logger import RunLogger
 from chord.models.load import load_causal_lm, load_tokenizer, resolve_model_path
-from chord.rewards import RewardFn, resolve_reward
+from chord.rewards import RewardFn, build_reward
 
 
 @dataclass
@@ -35,15 +35,27 @@ class Run:
     engine: Any  # RolloutEngine on rank 0, None elsewhere or without rollouts
     learner: Any  # DeepSpeedLearner
     grad_accum: int
+    benchmarks: list = field(default_factory=list)  # chord.evaluation.Benchmark, rank 0 only
     logger: RunLogger | None = None  # opened by train.train (it knows the resumed step)
     start_step: int = 0
     nonfinite_streak: int = 0  # consecutive skipped (NaN/Inf) steps; checkpointed
+    best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best; checkpointed
+    engine_step: int = 0  # the step whose weights the rollout engine holds (same on every rank)
 
     def close(self) -> None:
         if self.logger is not None:
             self.logger.close()
         if self.engine is not None:
+            import torch.distributed as dist
+
+            from chord.distributed import restore_after_engine
+
+            was_initialized = dist.is_initialized()
             self.engine.close()
+            if restore_after_engine(was_initialized):
+                self.learner.forget_process_groups()  # DeepSpeed caches groups of the destroyed one
+        if callable(getattr(self.reward_fn, "close", None)):
+            self.reward_fn.close()  # the math reward's verifier processes
 
 
 def uses_rl(cfg: ChordConfig) -> bool:
@@ -54,6 +66,16 @@ def uses_rl(cfg: ChordConfig) -> bool:
 def uses_expert(cfg: ChordConfig) -> bool:
     m = cfg.algorithm.mu
     return cfg.trainer.expert_per_step > 0 and max(m.peak, m.valley) > 0.0
+
+
+def evaluates(cfg: ChordConfig) -> bool:
+    e = cfg.eval
+    return bool(e.benchmarks) and (e.every > 0 or e.at_end or e.at_start)
+
+
+def needs_engine(cfg: ChordConfig) -> bool:
+    """Rank 0 holds a rollout engine for RL rollouts and for evaluation (SFT runs too)."""
+    return uses_rl(cfg) or evaluates(cfg)
 
 
 def rows_per_step(cfg: ChordConfig) -> tuple[int, int]:
@@ -69,16 +91,45 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+BUILTIN_TASKS = {"tiny": "answer", "tiny_math": "boxed"}  # name -> tiny_task style
+
+
 def builtin_source(cfg: ChordConfig, source: str, kind: str) -> str:
-    """`builtin:tiny` -> the generated tiny task file of that kind (rl / expert)."""
+    """`builtin:tiny` / `builtin:tiny_math` -> the generated tiny task file of that kind (rl / expert / eval)."""
     if not source.startswith("builtin:"):
         return source
     name = source.split(":", 1)[1]
-    if name != "tiny":
-        raise ConfigError(f"unknown built-in data source '{source}' (available: builtin:tiny)")
+    if name not in BUILTIN_TASKS:
+        raise ConfigError(f"unknown built-in data source '{source}' (available: "
+                          f"{', '.join('builtin:' + n for n in BUILTIN_TASKS)})")
     from chord.data.tiny_task import generate_tiny_task
 
-    return str(generate_tiny_task(Path(cfg.model.cache_dir) / "tiny_task", seed=0)[kind])
+    return str(generate_tiny_task(Path(cfg.model.cache_dir) / "tiny_task", seed=0, style=BUILTIN_TASKS[name])[kind])
+
+
+def steps_from_epochs(cfg: ChordConfig, prompts: ShuffledStream | None, experts: ShuffledStream | None) -> int:
+    """trainer.epochs -> optimizer steps: passes over the prompts (RL runs) or the expert rows (pure SFT)."""
+    t = cfg.trainer
+    if t.epochs is None:
+        return t.steps
+    stream, per_step = (prompts, t.prompts_per_step) if prompts is not None else (experts, t.expert_per_step)
+    assert stream is not None
+    return max(1, math.ceil(t.epochs * len(stream.items) / per_step))
+
+
+def build_benchmarks(cfg: ChordConfig, tokenizer: Any) -> list:
+    from chord.evaluation import load_benchmark
+
+    e, p = cfg.eval, cfg.data.prompts
+    out = []
+    for b in e.benchmarks:
+        bench = load_benchmark(b, tokenizer, k=e.k, system_prompt=e.system_prompt or p.system_prompt,
+                               max_prompt_length=e.max_prompt_length or p.max_prompt_length,
+                               max_bad_fraction=e.max_bad_fraction,
+                               resolve=lambda s: builtin_source(cfg, s, "eval"))
+        print(f"chord: {bench.summary}, k={bench.k}", file=sys.stderr)
+        out.append(bench)
+    return out
 
 
 def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStream | None, ShuffledStream | None]:
@@ -110,13 +161,15 @@ def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStrea
 
 def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> Any:
     """The vLLM engine lives on rank 0 only; in its own process when there are several ranks."""
-    if not (d.is_main and uses_rl(cfg)):
+    if not (d.is_main and needs_engine(cfg)):
         return None
     mp = cfg.rollout.multiprocess
     multiprocess = d.world > 1 if mp == "auto" else str(mp).lower() == "true"
     if d.world > 1 and not multiprocess:
         raise ConfigError("'rollout.multiprocess' must not be false with several ranks (in-process vLLM deadlocks)")
-    max_len = cfg.data.prompts.max_prompt_length + cfg.rollout.max_new_tokens
+    e, p = cfg.eval, cfg.data.prompts
+    max_len = max(p.max_prompt_length + cfg.rollout.max_new_tokens,
+                  (e.max_prompt_length or p.max_prompt_length) + (e.max_new_tokens or cfg.rollout.max_new_tokens))
     if cfg.rollout.backend == "hf":
         from chord.rollout.hf_engine import HFEngine
 
@@ -148,7 +201,7 @@ def quiet_libraries() -> None:
 
 
 def build_run(cfg: ChordConfig, d: Dist) -> Run:
-    reward_fn = resolve_reward(cfg.reward.name)  # a bad reference fails before anything is built
+    reward_fn = build_reward(cfg.reward)  # a bad reference fails before anything is built
     quiet_libraries()
     seed_everything(cfg.run.seed)
     n_roll, n_exp = rows_per_step(cfg)
@@ -158,17 +211,26 @@ def build_run(cfg: ChordConfig, d: Dist) -> Run:
     grad_accum = max(1, math.ceil((n_roll + n_exp) // d.world / cfg.trainer.micro_batch_size))
     out_dir = Path(cfg.run.output_dir)
     # Rank 0 builds shared artefacts (tiny model, task files) first; the others then find them cached.
+    benchmarks: list = []
     if d.is_main:
         model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
-        prompts, experts = build_data(cfg, load_tokenizer(model_path), d)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(to_yaml(cfg))
+        tokenizer = load_tokenizer(model_path)
+        prompts, experts = build_data(cfg, tokenizer, d)
+        benchmarks = build_benchmarks(cfg, tokenizer) if evaluates(cfg) else []
     barrier()
     if not d.is_main:
         model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
-        prompts, experts = build_data(cfg, load_tokenizer(model_path), d)
-    tokenizer = load_tokenizer(model_path)
+        tokenizer = load_tokenizer(model_path)
+        prompts, experts = build_data(cfg, tokenizer, d)
+    if cfg.trainer.epochs is not None:  # resolved once here; lr schedule, bar and checkpoints see the steps
+        cfg.trainer.steps = steps_from_epochs(cfg, prompts, experts)
+        if d.is_main:
+            print(f"chord: trainer.epochs={cfg.trainer.epochs:g} -> {cfg.trainer.steps} steps", file=sys.stderr)
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(to_yaml(cfg))
     learner = build_learner(cfg, model_path, grad_accum)
     engine = build_engine(cfg, model_path, d)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return Run(cfg, d, out_dir, model_path, tokenizer, pad, prompts, experts, reward_fn, engine, learner, grad_accum)
+    return Run(cfg, d, out_dir, model_path, tokenizer, pad, prompts, experts, reward_fn, engine, learner, grad_accum,
+               benchmarks=benchmarks)

@@ -31,7 +31,7 @@ from chord.distributed import barrier
 HARMLESS = ("trainer.steps", "trainer.save_every", "trainer.keep_last", "trainer.resume", "trainer.save_at_end",
             "trainer.max_logprob_gap", "trainer.max_nonfinite_steps", "trainer.micro_batch_size", "logging.", "run.output_dir", "run.name",
             "model.cache_dir", "loss.", "rollout.kv_cache_gib", "rollout.gpu_memory_utilization",
-            "rollout.multiprocess", "rollout.enforce_eager")
+            "rollout.multiprocess", "rollout.enforce_eager", "trainer.epochs", "eval.")
 STATE = "trainer_state.json"
 
 
@@ -81,7 +81,7 @@ def save(run: Any, step: int) -> Path:
     if run.dist.is_main:
         files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
         state = {"step": step, "world_size": run.dist.world, "config": to_yaml(run.cfg), "files": files,
-                 "nonfinite_streak": run.nonfinite_streak,
+                 "nonfinite_streak": run.nonfinite_streak, "best": run.best,
                  "prompts": run.prompts.state_dict() if run.prompts else None,
                  "experts": run.experts.state_dict() if run.experts else None}
         (tmp / STATE).write_text(json.dumps(state))
@@ -188,6 +188,7 @@ def load(run: Any, path: Path) -> int:
     if run.experts is not None:
         run.experts.load_state_dict(state["experts"])
     run.nonfinite_streak = int(state.get("nonfinite_streak", 0))
+    run.best = state.get("best")
     # every rank's own RNG when the world is unchanged; a new rank takes rank 0's (sampling and data order
     # do not use these generators: they are seeded per step, so a resharded run stays the same run)
     rng = path / f"rng_rank{run.dist.rank}.pt"
@@ -195,7 +196,8 @@ def load(run: Any, path: Path) -> int:
     if run.dist.is_main and old_world != run.dist.world:
         _say(f"checkpoint written by {old_world} ranks, resuming on {run.dist.world} (ZeRO-0: full state on each rank)")
     if run.dist.is_main:
-        _truncate_metrics(run.out_dir / "metrics.jsonl", state["step"])
+        for log in ("metrics.jsonl", "eval.jsonl"):
+            _truncate_metrics(run.out_dir / log, state["step"])
         _say(f"resumed from {path} at step {state['step']}")
     return int(state["step"])
 

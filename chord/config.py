@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,12 @@ class DataConfig:
 @dataclass
 class RewardConfig:
     name: str = "tiny"  # a built-in name (see chord.rewards) or "package.module:function"
+    # Options of the built-in `math` reward (chord.rewards_math.MathReward); other rewards warn if set.
+    format_penalty: float = 0.0  # added when there is no \boxed{} answer or a malformed <think> block (e.g. -0.1)
+    overlong_penalty: float = 0.0  # added to responses cut at rollout.max_new_tokens (e.g. -0.1)
+    timeout_s: float = 2.0  # wall-clock budget per sample; a timeout scores 0 and is counted
+    fallback: str = "none"  # none | last_number (when there is no \boxed{})
+    workers: int = 0  # verifier processes; 0 = min(4, CPU cores)
 
 
 @dataclass
@@ -107,6 +114,7 @@ class RolloutConfig:
 @dataclass
 class TrainerConfig:
     steps: int = 60
+    epochs: float | None = None  # if set, overrides steps: passes over the expert rows (pure SFT) or prompts
     prompts_per_step: int = 16  # B
     samples_per_prompt: int = 8  # K
     expert_per_step: int = 16  # E
@@ -134,6 +142,39 @@ class LossImplConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """One evaluation set: problems with ground-truth answers (AIME, AMC, MATH-500 layouts)."""
+
+    name: str = "???"  # metric prefix: eval/<name>/avg@k ...
+    source: str = "???"  # builtin:tiny | builtin:tiny_math | local jsonl/json/parquet | hub dataset id
+    split: str = "test"
+    prompt_column: str | None = None  # null: the first of problem, Problem, question, Question, prompt, query
+    answer_column: str | None = None  # null: the first of answer, Answer, final_answer, expected_answer
+    k: int | None = None  # samples per problem; null: eval.k
+    max_problems: int | None = None  # the first N problems only (quick periodic evaluation)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation with the rollout engine: avg@k, pass@k (unbiased), length, truncation rate."""
+
+    benchmarks: list[BenchmarkConfig] = field(default_factory=list)
+    every: int = 0  # evaluate every N training steps (0: not during training)
+    at_start: bool = False  # also evaluate the initial weights (logged as step 0)
+    at_end: bool = True  # evaluate after the last step (when benchmarks are set)
+    k: int = 4  # samples per problem (paper: avg@32 AIME, avg@8 AMC)
+    temperature: float = 1.0  # paper: temperature 1.0
+    top_p: float = 1.0
+    max_new_tokens: int | None = None  # null: rollout.max_new_tokens
+    max_prompt_length: int | None = None  # null: data.prompts.max_prompt_length
+    system_prompt: str | None = None  # null: data.prompts.system_prompt
+    max_bad_fraction: float = 0.0  # skipped problems change the benchmark: fail by default
+    best_metric: str = "overall/avg"  # selects checkpoints/best: overall/avg|pass|length_mean|... or <bench>/avg@k
+    best_mode: str = "max"  # max | min
+    save_samples: bool = False  # every response with its score in eval/samples_step_N.jsonl
+
+
+@dataclass
 class DeepSpeedConfig:
     zero_stage: int = 0
     bf16: bool = False
@@ -158,6 +199,10 @@ class ChordConfig:
     loss: LossImplConfig = field(default_factory=LossImplConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # A staged recipe (e.g. SFT then RL): each entry is {name, method: sft|grpo|chord, init: final|best}
+    # plus recipe sections that change for that stage; see chord/stages.py. Empty: one stage.
+    stages: list[Any] = field(default_factory=list)
 
 
 def _check_keys(node: Any, schema: type, prefix: str) -> None:
@@ -174,6 +219,13 @@ def _check_keys(node: Any, schema: type, prefix: str) -> None:
         sub = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
         if sub is not None and dataclasses.is_dataclass(sub):
             _check_keys(node[key], sub, f"{path}.")
+        item = LIST_ITEMS.get((schema, key))
+        if item is not None and isinstance(node[key], (list, ListConfig)):
+            for i, entry in enumerate(node[key]):
+                _check_keys(entry, item, f"{path}.{i}.")
+
+
+LIST_ITEMS: dict[tuple[type, str], type] = {(EvalConfig, "benchmarks"): BenchmarkConfig}  # typed list entries
 
 
 def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> ChordConfig:
@@ -185,21 +237,35 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
             if not Path(recipe).is_file():
                 raise ConfigError(f"recipe file not found: {recipe}")
             layers.append((str(recipe), OmegaConf.load(recipe)))
+        stage_overrides: list[tuple[int, str]] = []
         for item in overrides or []:
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not of the form dotted.key=value")
+            m = re.fullmatch(r"stages\.(\d+)\.(.+)", item.split("=", 1)[0])
+            if m:  # stages.<i>.section.key=value reaches one stage (checked by chord.stages)
+                stage_overrides.append((int(m.group(1)), item.split(".", 2)[2]))
+                continue
             layers.append((f"override {item}", OmegaConf.from_dotlist([item])))
         for _, layer in layers:
             if isinstance(layer, ListConfig):
                 raise ConfigError("a recipe must be a mapping of sections, not a list")
             _check_keys(OmegaConf.to_container(layer), ChordConfig, "")
             merged = OmegaConf.merge(merged, layer)
+        for i, item in stage_overrides:
+            if i >= len(merged.stages):
+                raise ConfigError(f"override 'stages.{i}...': the recipe has {len(merged.stages)} stages (0-indexed)")
+            merged.stages[i] = OmegaConf.merge(merged.stages[i], OmegaConf.from_dotlist([item]))
         cfg: ChordConfig = OmegaConf.to_object(merged)  # resolves ${} interpolations
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         msg = str(e).splitlines()[0]
         raise ConfigError(f"'{key}': {msg}" if key else msg) from None
-    validate(cfg)
+    if cfg.stages:  # a staged recipe: every stage's own config is validated (the base alone need not be)
+        from chord.stages import expand
+
+        expand(cfg)
+    else:
+        validate(cfg)
     return cfg
 
 
@@ -214,6 +280,12 @@ def _one_of(value: Any, key: str, choices: tuple) -> None:
 
 def validate(cfg: ChordConfig) -> None:
     """Impossible values fail here, before any model or engine is built."""
+    validate_eval(cfg)
+    rw = cfg.reward
+    _one_of(rw.fallback, "reward.fallback", ("none", "last_number"))
+    _require(rw.timeout_s > 0, "reward.timeout_s", f"must be > 0, got {rw.timeout_s}")
+    _require(rw.workers >= 0, "reward.workers", "must be >= 0")
+    _require(cfg.trainer.epochs is None or cfg.trainer.epochs > 0, "trainer.epochs", "must be > 0 or null")
     a, t, r, m = cfg.algorithm, cfg.trainer, cfg.rollout, cfg.algorithm.mu
     for name in ("peak", "valley"):
         v = getattr(m, name)
@@ -257,6 +329,32 @@ def validate(cfg: ChordConfig) -> None:
     _require(not (t.prompts_per_step > 0 and not uses_rl), "trainer.prompts_per_step",
              "must be 0 when mu is 1 throughout (pure SFT does no rollouts)")
     _require(uses_rl or uses_expert, "trainer", "has neither an RL nor an SFT term to train")
+
+
+EVAL_STATS = ("length_mean", "truncated_frac")
+
+
+def validate_eval(cfg: ChordConfig) -> None:
+    ev = cfg.eval
+    _require(ev.every >= 0, "eval.every", "must be >= 0")
+    _require(ev.k >= 1, "eval.k", f"must be >= 1, got {ev.k}")
+    _require(ev.temperature > 0, "eval.temperature", "must be > 0")
+    _require(0 < ev.top_p <= 1, "eval.top_p", "must be in (0, 1]")
+    _require(ev.max_new_tokens is None or ev.max_new_tokens >= 1, "eval.max_new_tokens", "must be >= 1 or null")
+    _require(0 <= ev.max_bad_fraction < 1, "eval.max_bad_fraction", "must be in [0, 1)")
+    _one_of(ev.best_mode, "eval.best_mode", ("max", "min"))
+    names = [b.name for b in ev.benchmarks]
+    for i, b in enumerate(ev.benchmarks):
+        _require(b.name.replace("_", "").replace("-", "").isalnum(), f"eval.benchmarks.{i}.name",
+                 f"must be letters, digits, '-' or '_', got {b.name!r}")
+        _require(b.k is None or b.k >= 1, f"eval.benchmarks.{i}.k", "must be >= 1 or null")
+        _require(b.max_problems is None or b.max_problems >= 1, f"eval.benchmarks.{i}.max_problems", "must be >= 1")
+    _require(len(set(names)) == len(names), "eval.benchmarks", f"names must be unique, got {names}")
+    if ev.benchmarks:
+        valid = [f"overall/{s}" for s in ("avg", "pass", *EVAL_STATS)] + [
+            f"{b.name}/{s}" for b in ev.benchmarks
+            for s in (f"avg@{b.k or ev.k}", f"pass@{b.k or ev.k}", *EVAL_STATS)]
+        _require(ev.best_metric in valid, "eval.best_metric", f"must be one of {', '.join(valid)}; got {ev.best_metric!r}")
 
 
 def to_yaml(cfg: ChordConfig) -> str:

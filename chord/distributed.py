@@ -41,6 +41,16 @@ def init_distributed() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def restore_after_engine(was_initialized: bool) -> bool:
+    """An in-process vLLM engine (world size 1 only) destroys torch's default process group when it
+    shuts down; a staged run needs it again for the next stage. Returns True if it was re-created."""
+    if not was_initialized or dist.is_initialized():
+        return False
+    os.environ["MASTER_PORT"] = str(_free_port())  # the old store's port may linger in TIME_WAIT
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
 def broadcast(obj: Any, src: int = 0) -> Any:
     """Broadcast a picklable object from `src` to every rank."""
     if not dist.is_initialized() or dist.get_world_size() == 1:

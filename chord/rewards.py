@@ -1,15 +1,21 @@
 """Reward registry: built-in verifiers by name, or any `package.module:function` from the recipe.
 
 A reward function takes (response_text, ground_truth) and returns (score, info) where info maps
-component names to floats (logged as reward/<name>). Model output is hostile input: rewards parse
+component names to floats (logged as reward/<name>); one that also accepts a `truncated` keyword
+(the response hit the token limit) receives it, for over-length penalties. An info key `correct`
+(0/1) is what evaluation counts as solved; without it a reward >= 1 counts as solved. Model output is hostile input: rewards parse
 it, never eval/exec it; an exception scores 0 and is counted, it never crashes the step.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from chord.config import RewardConfig
 
 RewardFn = Callable[[str, str], tuple[float, dict[str, float]]]
 
@@ -54,6 +60,30 @@ def resolve_reward(name: str) -> RewardFn:
     return fn
 
 
+def build_reward(cfg: RewardConfig) -> RewardFn:
+    """The recipe's reward: `math` takes the reward.* options; other rewards warn if they are set."""
+    if cfg.name == "math":
+        from chord.rewards_math import MathReward
+
+        return MathReward(format_penalty=cfg.format_penalty, overlong_penalty=cfg.overlong_penalty,
+                          timeout_s=cfg.timeout_s, fallback=cfg.fallback, workers=cfg.workers or None)
+    defaults = RewardConfig()
+    unused = [f"reward.{k}" for k in ("format_penalty", "overlong_penalty", "timeout_s", "fallback", "workers")
+              if getattr(cfg, k) != getattr(defaults, k)]
+    if unused:
+        print(f"chord: warning: {', '.join(unused)} only apply to reward.name=math; ignored for "
+              f"'{cfg.name}'", file=sys.stderr)
+    return resolve_reward(cfg.name)
+
+
+def _takes_truncated(fn: Callable) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "truncated" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 @dataclass
 class Scores:
     rewards: list[float]
@@ -62,24 +92,30 @@ class Scores:
     error_examples: list[str] = field(default_factory=list)
 
 
-def score_all(fn: RewardFn, responses: Sequence[str], answers: Sequence[str]) -> Scores:
+def score_all(fn: RewardFn, responses: Sequence[str], answers: Sequence[str],
+              truncated: Sequence[bool] | None = None) -> Scores:
     """Score every response; a raising reward gives 0 and is counted, never aborts the step.
 
     A reward with a `score_batch(responses, answers)` method (e.g. the math reward, which verifies
-    in parallel worker processes under a deadline) scores the whole batch in one call.
+    in parallel worker processes under a deadline) scores the whole batch in one call. `truncated`
+    reaches rewards whose signature accepts it.
     """
     out = Scores([], [])
-    if callable(getattr(fn, "score_batch", None)):
+    flags = list(truncated) if truncated is not None else [False] * len(responses)
+    batch = getattr(fn, "score_batch", None)
+    if callable(batch):
         try:
-            for r, info in fn.score_batch(responses, answers):
+            extra = {"truncated": flags} if truncated is not None and _takes_truncated(batch) else {}
+            for r, info in batch(responses, answers, **extra):
                 out.rewards.append(float(r))
                 out.info.append(info)
             return out
         except Exception as e:  # a broken batch scorer: fall back to per-sample scoring and counting
             out = Scores([], [], error_examples=[f"score_batch: {type(e).__name__}: {e}"[:200]])
-    for text, ans in zip(responses, answers, strict=True):
+    pass_flag = truncated is not None and _takes_truncated(fn)
+    for text, ans, cut in zip(responses, answers, flags, strict=True):
         try:
-            r, info = fn(text, ans)
+            r, info = fn(text, ans, truncated=cut) if pass_flag else fn(text, ans)
             r = float(r)
         except Exception as e:  # model output is hostile input: count, don't crash
             r, info = 0.0, {}

@@ -92,13 +92,15 @@ def check_nonfinite(cfg: ChordConfig, run: Run, step: int) -> None:
 
 def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
     from chord import checkpoint
-    from chord.build import rows_per_step
+    from chord.build import evaluates, rows_per_step, uses_rl
 
     t, d = cfg.trainer, run.dist
     n_roll, n_exp = rows_per_step(cfg)
     run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=run.start_step)
-    if run.start_step:
+    if run.start_step and uses_rl(cfg):
         push_weights(run, run.start_step)  # restored weights into vLLM before the first rollout
+    if cfg.eval.at_start and evaluates(cfg) and run.start_step == 0:
+        run.logger.log(0, run_eval(run, 0))  # the starting point of every curve
     stop = checkpoint.StopFlag()
     bar = tqdm(range(run.start_step + 1, t.steps + 1), desc="chord", initial=run.start_step, total=t.steps,
                disable=not (d.is_main and cfg.logging.progress_bar), dynamic_ncols=True)
@@ -127,9 +129,12 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
             check_gap(cfg, m, step)
             run.nonfinite_streak = run.nonfinite_streak + 1 if m["optim/skipped"] else 0
             check_nonfinite(cfg, run, step)
-            if not m["optim/skipped"]:  # a skipped step left the weights as vLLM has them
+            if not m["optim/skipped"] and uses_rl(cfg):  # a skipped step left the weights as vLLM has them
                 with timed(times, "weight_sync"):
                     push_weights(run, step)
+        if eval_due(cfg, step):
+            with timed(times, "eval"):
+                m.update(run_eval(run, step))
         stopping = broadcast(stop.requested)  # every rank must agree to save and stop
         if stopping or (t.save_every and step % t.save_every == 0) or (step == t.steps and t.save_at_end):
             with timed(times, "checkpoint"):
@@ -144,15 +149,17 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
             if d.is_main:
                 print(f"chord: stopped after step {step}; checkpoint saved. Resume with the same command "
                       f"(trainer.resume=auto).", file=sys.stderr)
-            return m
+            return m, False
     if step == t.steps and t.save_at_end:
         run.learner.export(run.out_dir / "final", run.tokenizer)
-    return m
+    return m, step == t.steps
 
 
 def push_weights(run: Run, step: int) -> None:
     """Every rank iterates the weights (ZeRO-3 gathers collectively); rank 0 pushes them to vLLM."""
-    if run.prompts is None:
+    from chord.build import needs_engine
+
+    if not needs_engine(run.cfg):
         return
     named = run.learner.named_weights()
     if run.engine is not None:
@@ -160,6 +167,50 @@ def push_weights(run: Run, step: int) -> None:
     else:
         for _ in named:
             pass
+    run.engine_step = step
+
+
+def eval_due(cfg: ChordConfig, step: int) -> bool:
+    e = cfg.eval
+    return bool(e.benchmarks) and ((e.every > 0 and step % e.every == 0) or (e.at_end and step == cfg.trainer.steps))
+
+
+def run_eval(run: Run, step: int) -> dict[str, float]:
+    """Collective: rank 0 evaluates the current weights; a better eval.best_metric re-exports best/."""
+    from chord.evaluation import better, evaluate, sampling_for, write_results
+
+    e = run.cfg.eval
+    if run.engine_step != step:  # SFT runs push weights only for evaluation
+        push_weights(run, step)
+    result = None
+    if run.dist.is_main:
+        result, samples = evaluate(run.engine, run.benchmarks, run.reward_fn, step=step,
+                                   sampling=sampling_for(e, run.cfg.rollout.max_new_tokens))
+        write_results(run.out_dir, step, result, samples if e.save_samples else None)
+    metrics: dict[str, float] = broadcast(result)
+    value = metrics[e.best_metric]
+    if better(value, run.best["value"] if run.best else None, e.best_mode):
+        run.best = {"metric": e.best_metric, "value": value, "step": step}
+        export_best(run)
+    return {f"eval/{k}": v for k, v in metrics.items()}
+
+
+def export_best(run: Run) -> None:
+    """Collective: save_pretrained into best/ by rename, so a kill never leaves a half-written best/."""
+    import json
+    import shutil
+
+    final, tmp, old = run.out_dir / "best", run.out_dir / ".best.tmp", run.out_dir / ".best.old"
+    if run.dist.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    run.learner.export(tmp, run.tokenizer)
+    if run.dist.is_main:
+        (tmp / "chord_best.json").write_text(json.dumps(run.best))
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,18 +226,50 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chord: config error: {e}", file=sys.stderr)
         return 2
     if args.print_config:
-        print(to_yaml(cfg), end="")
+        from chord.stages import expand
+
+        for st in expand(cfg) if cfg.stages else []:
+            print(f"# ---- {st.label}: resolved config\n{to_yaml(st.cfg)}", end="")
+        print(to_yaml(cfg) if not cfg.stages else "", end="")
         return 0
     if cfg.loss.impl == "triton" and not torch.cuda.is_available():
         # Triton runs on CPU only through its interpreter, chosen when triton is first imported
         os.environ.setdefault("TRITON_INTERPRET", "1")
+    d = init_distributed()
+    try:
+        if not cfg.stages:
+            return run_one(cfg, d)[0]
+        from chord import stages
+
+        plan = stages.expand(cfg)
+        for st in plan:
+            if cfg.trainer.resume == "auto" and stages.is_done(st):
+                say(d, f"{st.label} already finished ({st.dir}); skipping")
+                continue
+            say(d, f"{st.label} of {len(plan)}: model {st.cfg.model.path}, outputs in {st.dir}")
+            code, final = run_one(st.cfg, d)
+            if code or final is None:  # failed, or stopped by a signal: the next launch resumes this stage
+                return code
+            if d.is_main:
+                stages.mark_done(st, final)
+        return 0
+    finally:
+        shutdown()
+
+
+def say(d, msg: str) -> None:
+    if d.is_main:
+        print(f"chord: {msg}", file=sys.stderr, flush=True)
+
+
+def run_one(cfg: ChordConfig, d) -> tuple[int, dict[str, float] | None]:
+    """Build, resume and train one stage; (exit status, final metrics or None if it did not finish)."""
     from chord import checkpoint
     from chord.build import build_run
     from chord.data.loading import DataError
     from chord.models.load import ModelError
     from chord.rewards import RewardError
 
-    d = init_distributed()
     run = None
     try:
         run = build_run(cfg, d)
@@ -196,19 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chord: {type(e).__name__}: {e}", file=sys.stderr)
         if run is not None:
             run.close()
-        return 2
+        return 2, None
     try:
-        final = train(cfg, run)
+        final, finished = train(cfg, run)
     except (StaleWeightsError, NonFiniteError) as e:
         print(f"chord: stopped: {e}", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         run.close()
-        shutdown()
-    if d.is_main:
-        print(f"chord: done, {cfg.trainer.steps} steps; final reward {final.get('reward/mean', float('nan')):.3f}; "
-              f"outputs in {run.out_dir}", file=sys.stderr)
-    return 0
+    if not finished:
+        return 0, None
+    say(d, f"done, {cfg.trainer.steps} steps; final reward {final.get('reward/mean', float('nan')):.3f}; "
+           f"outputs in {run.out_dir}")
+    return 0, final
 
 
 if __name__ == "__main__":

@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 import torch
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings of one generate call (training rollouts and evaluation differ)."""
+
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
+
 @dataclass
 class PromptExample:
     """One RL prompt: chat-templated prompt token ids plus what the reward needs."""

@@ -180,6 +180,8 @@ def _prompt_example(row: dict, index: int, tokenizer: Any, *, prompt_column: str
     ids = _ids(tokenizer, _with_system(msgs, system_prompt), generation_prompt=True)
     if len(ids) > max_prompt_length:
         raise _Skip("too_long")  # a truncated prompt would ask a different question
+    if isinstance(answer, float) and answer.is_integer():
+        answer = int(answer)  # AMC copies store 142.0: the ground truth is 142
     text = msgs[-1]["content"]
     return PromptExample(prompt_ids=ids, prompt_text=text, answer=str(answer), index=index)
 

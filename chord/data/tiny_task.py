@@ -34,6 +34,7 @@ def prompt_text(a: int, b: int) -> str:
     return f"What is {a} + {b}?"
 
 
+
 def expert_solution(a: int, b: int) -> str:
     """Step-by-step: units column, then tens with the carry, then the answer line."""
     u = a % 10 + b % 10
@@ -41,6 +42,16 @@ def expert_solution(a: int, b: int) -> str:
     t = a // 10 + b // 10 + carry
     steps = f"Units: {a % 10} + {b % 10} = {u}. Tens: {a // 10} + {b // 10} + {carry} = {t}."
     return f"{steps}\nAnswer: {a + b}"
+
+
+def boxed_prompt_text(a: int, b: int) -> str:
+    """The math-style twin of the task (recipes/tiny_math*.yaml): graded by the `math` reward."""
+    return f"{prompt_text(a, b)} Put the final answer in \\boxed{{}}."
+
+
+def boxed_solution(a: int, b: int) -> str:
+    """The expert style of the math twin: the same column steps, then a \\boxed{} answer."""
+    return expert_solution(a, b).replace(f"Answer: {a + b}", f"The answer is \\boxed{{{a + b}}}.")
 
 
 def direct_answer(a: int, b: int) -> str:
@@ -81,14 +92,20 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def generate_tiny_task(out_dir: str | Path, seed: int = 0, n_rl: int = 320, n_expert: int = 320,
-                       n_eval: int = 80) -> dict[str, Path]:
+                       n_eval: int = 80, style: str = "answer") -> dict[str, Path]:
     """Write rl.jsonl (prompt, answer), expert.jsonl (messages), eval.jsonl; reuse if present.
 
-    Eval problems are disjoint from the RL and expert problems.
+    Eval problems are disjoint from the RL and expert problems. style="boxed" writes the math twin
+    (prompts ask for \\boxed{}, expert solutions end in one).
     """
+    if style not in ("answer", "boxed"):
+        raise ValueError(f"style must be 'answer' or 'boxed', got {style!r}")
+    ask, solution = (boxed_prompt_text, boxed_solution) if style == "boxed" else (prompt_text, expert_solution)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     params = {"seed": seed, "n_rl": n_rl, "n_expert": n_expert, "n_eval": n_eval, "version": TASK_VERSION}
+    if style != "answer":  # the original task keeps its file names (and caches)
+        params["style"] = style
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     paths = {k: out / f"{k}-{key}.jsonl" for k in ("rl", "expert", "eval")}
     manifest = out / f"manifest-{key}.json"
@@ -98,11 +115,11 @@ def generate_tiny_task(out_dir: str | Path, seed: int = 0, n_rl: int = 320, n_ex
     pairs = all_pairs()
     rng.shuffle(pairs)
     eval_pairs, train_pairs = pairs[:n_eval], pairs[n_eval:]
-    rl = [{"prompt": prompt_text(a, b), "answer": str(a + b)} for a, b in train_pairs[:n_rl]]
-    expert = [{"messages": [{"role": "user", "content": prompt_text(a, b)},
-                            {"role": "assistant", "content": expert_solution(a, b)}]}
+    rl = [{"prompt": ask(a, b), "answer": str(a + b)} for a, b in train_pairs[:n_rl]]
+    expert = [{"messages": [{"role": "user", "content": ask(a, b)},
+                            {"role": "assistant", "content": solution(a, b)}]}
               for a, b in rng.sample(train_pairs, min(n_expert, len(train_pairs)))]
-    ev = [{"prompt": prompt_text(a, b), "answer": str(a + b)} for a, b in eval_pairs]
+    ev = [{"prompt": ask(a, b), "answer": str(a + b)} for a, b in eval_pairs]
     for name, rows in (("rl", rl), ("expert", expert), ("eval", ev)):
         _write_jsonl(paths[name], rows)
     manifest.write_text(json.dumps({**params, "counts": {"rl": len(rl), "expert": len(expert), "eval": len(ev)}}))

@@ -198,6 +198,15 @@ class DeepSpeedLearner:
         # save_latest=False: chord.checkpoint owns the `latest` pointer (written after the rename)
         self.engine.save_checkpoint(path, tag=tag, client_state=client_state, save_latest=False)
 
+    @staticmethod
+    def forget_process_groups() -> None:
+        """Drop DeepSpeed's cached process groups after torch's default group was re-created."""
+        release = getattr(deepspeed.utils.groups, "_release_process_group_references", None)
+        if release is None:
+            raise RuntimeError("this DeepSpeed version cannot release its cached process groups; "
+                               "run each stage as its own launch")
+        release(None)
+
     def export(self, out_dir: Path, tokenizer: Any) -> None:
         """save_pretrained of the policy and tokenizer (rank 0 writes; all ranks gather)."""
         state = {n: t.cpu().clone() for n, t in self.named_weights()}

@@ -10,12 +10,14 @@ from typing import Protocol
 
 import torch
 
-from chord.types import PromptExample, Rollout
+from chord.types import PromptExample, Rollout, Sampling
 
 
 class RolloutEngine(Protocol):
-    def generate(self, prompts: Sequence[PromptExample], samples: int, step: int) -> list[Rollout]:
-        """K = `samples` responses per prompt, grouped by prompt, with sampling log-probs."""
+    def generate(self, prompts: Sequence[PromptExample], samples: int, step: int,
+                 sampling: Sampling | None = None) -> list[Rollout]:
+        """K = `samples` responses per prompt, grouped by prompt, with sampling log-probs; seeded by
+        (run seed, step, prompt slot); `sampling` overrides the rollout settings (evaluation)."""
         ...
 
     def push_weights(self, named: Iterable[tuple[str, torch.Tensor]], version: int) -> None:

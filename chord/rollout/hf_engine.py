@@ -12,7 +12,7 @@ import torch
 
 from chord.config import RolloutConfig
 from chord.models.load import load_causal_lm, load_tokenizer
-from chord.types import PromptExample, Rollout
+from chord.types import PromptExample, Rollout, Sampling
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -26,7 +26,9 @@ class HFEngine:
         self.version = 0
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[PromptExample], samples: int, step: int) -> list[Rollout]:
+    def generate(self, prompts: Sequence[PromptExample], samples: int, step: int,
+                 sampling: Sampling | None = None) -> list[Rollout]:
+        s = sampling or Sampling(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
         torch.manual_seed(self.generator_seed * 1_000_003 + step)
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
@@ -35,8 +37,8 @@ class HFEngine:
             ids = torch.tensor([p.prompt_ids] * samples)
             out = self.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=0,
-                max_new_tokens=self.cfg.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
+                temperature=s.temperature, top_p=s.top_p, top_k=0,
+                max_new_tokens=s.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
                 output_scores=True, return_dict_in_generate=True,
             )
             new = out.sequences[:, ids.shape[1]:]  # [K, T]

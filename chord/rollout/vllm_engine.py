@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from chord.config import RolloutConfig
-from chord.types import PromptExample, Rollout
+from chord.types import PromptExample, Rollout, Sampling
 
 
 class VLLMEngine:
@@ -65,16 +65,18 @@ class VLLMEngine:
         # a SIGKILLed trainer must not leave the engine process (and its memory) running
         self._reaper = start_reaper([self._shm]) if multiprocess else None
 
-    def generate(self, prompts: Sequence[PromptExample], samples: int, step: int) -> list[Rollout]:
+    def generate(self, prompts: Sequence[PromptExample], samples: int, step: int,
+                 sampling: Sampling | None = None) -> list[Rollout]:
         from vllm import SamplingParams, TokensPrompt
 
+        s = sampling or Sampling(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
         # One seed per (run seed, step, prompt slot): a resumed step samples exactly what the
         # uninterrupted run sampled, whatever the engine did before.
         params = [SamplingParams(
             n=samples,
-            temperature=self.cfg.temperature,
-            top_p=self.cfg.top_p,
-            max_tokens=self.cfg.max_new_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=s.max_new_tokens,
             logprobs=0,  # the sampled token's own log-prob
             seed=(self.seed * 1_000_003 + step * 10_007 + i) % 2**31,
         ) for i in range(len(prompts))]

@@ -1,0 +1,152 @@
+"""Evaluation with the rollout engine: avg@k, pass@k, response length and truncation per benchmark.
+
+Used during training (`eval.every`: rank 0's engine, holding the current weights) and by
+`python -m chord.eval`. Each problem gets k samples (seeded per evaluation step and problem, so
+a re-run evaluation samples the same tokens); the recipe's reward grades them and a sample counts
+as solved when the reward's `correct` component is 1 (else when the reward is >= 1), so format and
+over-length penalties never change accuracy. Per benchmark:
+    avg@k           mean accuracy over all n x k samples (the paper's metric, CHORD_SPEC section 7)
+    pass@k          unbiased estimator (chord.eval_metrics), mean over problems
+    length_mean     mean response length in tokens;  truncated_frac: share cut at max_new_tokens
+and `overall/*`: the unweighted mean over benchmarks (each benchmark counts once, like a paper's
+"Avg." column). Results go to eval.jsonl, eval.md (a markdown table of every evaluation so far)
+and, with eval.save_samples, every response to eval/samples_step_N.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chord.config import EVAL_STATS, BenchmarkConfig, EvalConfig
+from chord.data.loading import DataError, build_prompt_examples, load_rows
+from chord.eval_metrics import summarize
+from chord.rewards import RewardFn, score_all
+from chord.types import PromptExample, Sampling
+
+PROMPT_COLUMNS = ("problem", "Problem", "question", "Question", "prompt", "query")
+ANSWER_COLUMNS = ("answer", "Answer", "final_answer", "expected_answer")
+
+
+@dataclass
+class Benchmark:
+    name: str
+    problems: list[PromptExample]
+    k: int
+    summary: str  # rows kept / skipped, for the log
+
+
+def _column(columns: Sequence[str], given: str | None, candidates: tuple[str, ...], what: str, name: str) -> str:
+    if given is not None:
+        if given not in columns:
+            raise DataError(f"benchmark '{name}': no column '{given}' (columns: {', '.join(columns)})")
+        return given
+    for c in candidates:
+        if c in columns:
+            return c
+    raise DataError(f"benchmark '{name}': no {what} column among {', '.join(columns)}; set "
+                    f"eval.benchmarks[].{what}_column")
+
+
+def load_benchmark(b: BenchmarkConfig, tokenizer: Any, *, k: int, system_prompt: str | None,
+                   max_prompt_length: int, max_bad_fraction: float,
+                   resolve: Callable[[str], str] = lambda s: s) -> Benchmark:
+    """Read a benchmark (local file or hub id, columns detected) as chat-templated prompts."""
+    ds = load_rows(resolve(b.source), b.split)
+    cols = list(ds.column_names)
+    prompt_col = _column(cols, b.prompt_column, PROMPT_COLUMNS, "prompt", b.name)
+    answer_col = _column(cols, b.answer_column, ANSWER_COLUMNS, "answer", b.name)
+    if b.max_problems is not None:
+        ds = ds.select(range(min(b.max_problems, len(ds))))
+    items, report = build_prompt_examples(ds, tokenizer, prompt_column=prompt_col, answer_column=answer_col,
+                                          system_prompt=system_prompt, max_prompt_length=max_prompt_length,
+                                          max_bad_fraction=max_bad_fraction)
+    report.name = f"benchmark {b.name}"
+    return Benchmark(b.name, items, b.k or k, report.summary())
+
+
+def is_correct(reward: float, info: dict[str, float]) -> bool:
+    return float(info.get("correct", reward)) >= 1.0
+
+
+def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, *, step: int,
+             sampling: Sampling) -> tuple[dict[str, float], list[dict]]:
+    """Generate k samples per problem, grade them; returns (metrics, per-sample rows)."""
+    metrics: dict[str, float] = {}
+    rows: list[dict] = []
+    for b in benchmarks:
+        # negative step: evaluation seeds never coincide with a training step's rollout seeds
+        rollouts = engine.generate(b.problems, b.k, -1 - step, sampling=sampling)
+        answers = [b.problems[r.group].answer for r in rollouts]
+        scores = score_all(reward_fn, [r.response_text for r in rollouts], answers, [r.truncated for r in rollouts])
+        correct = [is_correct(s, i) for s, i in zip(scores.rewards, scores.info, strict=True)]
+        per_problem = [correct[i * b.k:(i + 1) * b.k] for i in range(len(b.problems))]
+        acc = summarize(per_problem, b.k)
+        metrics.update({f"{b.name}/{key}": v for key, v in acc.items()})
+        metrics[f"{b.name}/length_mean"] = sum(len(r.response_ids) for r in rollouts) / len(rollouts)
+        metrics[f"{b.name}/truncated_frac"] = sum(r.truncated for r in rollouts) / len(rollouts)
+        metrics[f"{b.name}/problems"] = float(len(b.problems))
+        metrics[f"{b.name}/reward_errors"] = float(scores.errors)
+        rows += [{"benchmark": b.name, "problem": b.problems[r.group].index, "sample": j % b.k,
+                  "prompt": b.problems[r.group].prompt_text, "answer": a, "response": r.response_text,
+                  "correct": c, "reward": s, "truncated": r.truncated, "length": len(r.response_ids)}
+                 for j, (r, a, c, s) in enumerate(zip(rollouts, answers, correct, scores.rewards, strict=True))]
+    if benchmarks:
+        n = len(benchmarks)
+        metrics["overall/avg"] = sum(metrics[f"{b.name}/avg@{b.k}"] for b in benchmarks) / n
+        metrics["overall/pass"] = sum(metrics[f"{b.name}/pass@{b.k}"] for b in benchmarks) / n
+        for stat in EVAL_STATS:
+            metrics[f"overall/{stat}"] = sum(metrics[f"{b.name}/{stat}"] for b in benchmarks) / n
+    return metrics, rows
+
+
+def sampling_for(ev: EvalConfig, rollout_max_new_tokens: int) -> Sampling:
+    return Sampling(ev.temperature, ev.top_p, ev.max_new_tokens or rollout_max_new_tokens)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _cell(record: dict, key: str) -> str:
+    if key not in record:
+        return ""
+    percent = key.split("/")[-1].startswith(("avg", "pass", "truncated"))
+    return f"{100 * record[key]:.1f}" if percent else f"{record[key]:.1f}"
+
+
+def markdown_table(records: Sequence[dict]) -> str:
+    """One row per evaluation: each benchmark's avg@k and pass@k, then the overall columns."""
+    if not records:
+        return ""
+    keys = [k for k in records[-1] if k != "step" and ("avg@" in k or "pass@" in k)]
+    keys += [k for k in ("overall/avg", "overall/pass", "overall/length_mean", "overall/truncated_frac")
+             if k in records[-1]]
+    lines = ["| step | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
+    for r in records:
+        lines.append(f"| {r['step']} | " + " | ".join(_cell(r, k) for k in keys) + " |")
+    return "\n".join(lines) + "\n\n(avg@k, pass@k and truncated_frac in %; length in tokens; overall = mean over benchmarks)\n"
+
+
+def write_results(out_dir: Path, step: int, metrics: dict[str, float], samples: list[dict] | None) -> None:
+    """Append to eval.jsonl, rewrite eval.md from it, and optionally dump the samples."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / "eval.jsonl"
+    with open(log, "a") as f:
+        f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
+    records = [json.loads(line) for line in log.read_text().splitlines() if line]
+    _atomic_write(out_dir / "eval.md", markdown_table(records))
+    if samples is not None:
+        (out_dir / "eval").mkdir(exist_ok=True)
+        _atomic_write(out_dir / "eval" / f"samples_step_{step}.jsonl",
+                      "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+
+
+def better(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value > best if mode == "max" else value < best)
