@@ -184,6 +184,8 @@ def build_learner(cfg: ChordConfig, model_path: str, grad_accum: int) -> Any:
     from chord.learner.deepspeed_learner import DTYPES, DeepSpeedLearner
 
     model = load_causal_lm(model_path, DTYPES[cfg.model.dtype])
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     ref = None
     if cfg.algorithm.kl_coef != 0.0:
         ref = load_causal_lm(model_path, DTYPES[cfg.model.dtype]).eval().requires_grad_(False)

@@ -33,6 +33,7 @@ class ModelConfig:
     path: str = "tiny"  # "tiny" = built-in tiny Qwen2 built offline; else a hub id or local folder
     cache_dir: str = ".cache/chord"  # where the built-in tiny model and task data are built
     dtype: str = "float32"  # float32 | bfloat16 (log-probs are always computed in fp32)
+    gradient_checkpointing: bool = False  # recompute layer activations in backward (long responses)
 
 
 @dataclass
