@@ -1,0 +1,69 @@
+"""The paper-scale math recipes hold the paper's settings, and each tiny CPU twin mirrors its method."""
+
+from pathlib import Path
+
+import pytest
+
+from chord.build import evaluates, rows_per_step, uses_expert, uses_rl
+from chord.config import ChordConfig, load_config
+from chord.data.prepare_openr1 import SYSTEM_PROMPT
+from chord.stages import expand
+
+pytestmark = pytest.mark.unit
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+PAIRS = [(f"math{s}.yaml", f"tiny_math{s}.yaml") for s in ("", "_chord_mu", "_grpo", "_sft", "_sft_then_rl")]
+RANKS = 32  # the README's multi-node launch: 4 nodes x 8 GPUs
+
+
+def _method(cfg: ChordConfig) -> dict:
+    """What makes a run the method it is (not its scale)."""
+    a, m = cfg.algorithm, cfg.algorithm.mu
+    return {"mu": (m.peak, m.valley, m.warmup_steps > 0, m.decay_steps > 0), "sft_weight": a.sft_weight,
+            "clip": (a.clip_eps_low, a.clip_eps_high, a.dual_clip), "kl": a.kl_coef, "entropy": a.entropy_coef,
+            "reward": cfg.reward.name, "rl": uses_rl(cfg), "expert": uses_expert(cfg), "evaluates": evaluates(cfg),
+            "best": (cfg.eval.best_metric, cfg.eval.best_mode), "by_epochs": cfg.trainer.epochs is not None,
+            "lr_schedule": cfg.trainer.lr_schedule, "temperature": cfg.rollout.temperature}
+
+
+def _stages(cfg: ChordConfig) -> list[tuple]:
+    return [(s.name, s.method, s.init, _method(s.cfg)) for s in expand(cfg)] if cfg.stages else [_method(cfg)]
+
+
+@pytest.mark.parametrize("real,twin", PAIRS, ids=[p[0] for p in PAIRS])
+def test_tiny_twin_mirrors_the_real_recipe(real, twin):
+    r, t = load_config(RECIPES / real), load_config(RECIPES / twin)
+    assert _stages(r) == _stages(t)
+    assert t.model.path == "tiny" and r.model.path == "Qwen/Qwen2.5-7B-Instruct"
+
+
+@pytest.mark.parametrize("real", [p[0] for p in PAIRS])
+def test_real_recipes_hold_the_paper_settings(real):
+    cfg = load_config(RECIPES / real)
+    runs = [s.cfg for s in expand(cfg)] if cfg.stages else [cfg]
+    for c in runs:
+        assert c.model.dtype == "bfloat16" and c.deepspeed.bf16 and c.model.gradient_checkpointing
+        assert c.data.prompts.system_prompt == SYSTEM_PROMPT  # the prompt the SFT traces were prepared with
+        assert {b.name for b in c.eval.benchmarks} == {"aime24", "aime25", "amc", "math500"}
+        k = {b.name: b.k or c.eval.k for b in c.eval.benchmarks}
+        assert k["aime24"] == k["aime25"] == 32 and k["amc"] == 8  # avg@32 AIME, avg@8 AMC (section 7)
+        assert c.eval.temperature == 1.0 and c.reward.name == "math"
+        if c.data.expert.source is not None and uses_expert(c):
+            assert c.data.expert.source.endswith("sft.jsonl")  # python -m chord.data.prepare_openr1 output
+        if uses_rl(c):
+            t = c.trainer
+            assert (t.prompts_per_step, t.samples_per_prompt, t.lr) == (32, 8, 1e-6)  # section 4
+            assert c.data.prompts.source.endswith("rl.jsonl") and c.rollout.max_new_tokens >= 10_000
+            assert t.weight_decay == 0.01 and t.grad_clip == 1.0 and t.lr_schedule == "constant"
+        if uses_rl(c) and uses_expert(c):
+            assert c.trainer.expert_per_step == 64
+        if c.deepspeed.zero_stage == 3:  # ZeRO-3 takes exactly one micro-batch per rank
+            assert sum(rows_per_step(c)) == c.trainer.micro_batch_size * RANKS
+
+
+def test_paper_mu_schedules():
+    phi, mu = load_config(RECIPES / "math.yaml"), load_config(RECIPES / "math_chord_mu.yaml")
+    assert (phi.algorithm.mu.peak, phi.algorithm.mu.valley, phi.algorithm.sft_weight) == (0.1, 0.1, "phi")
+    m = mu.algorithm.mu
+    assert (m.peak, m.valley, m.warmup_steps, m.decay_steps, mu.algorithm.sft_weight) == (0.9, 0.05, 0, 200, "none")
+    stages = expand(load_config(RECIPES / "math_sft_then_rl.yaml"))
+    assert [(s.method, s.init) for s in stages] == [("sft", "final"), ("grpo", "best")]
