@@ -64,8 +64,7 @@ def load_benchmark(b: BenchmarkConfig, tokenizer: Any, *, k: int, system_prompt:
         ds = ds.select(range(min(b.max_problems, len(ds))))
     items, report = build_prompt_examples(ds, tokenizer, prompt_column=prompt_col, answer_column=answer_col,
                                           system_prompt=system_prompt, max_prompt_length=max_prompt_length,
-                                          max_bad_fraction=max_bad_fraction)
-    report.name = f"benchmark {b.name}"
+                                          max_bad_fraction=max_bad_fraction, name=f"benchmark {b.name}")
     return Benchmark(b.name, items, b.k or k, report.summary())
 
 

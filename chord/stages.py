@@ -112,7 +112,12 @@ def expand(cfg: ChordConfig) -> list[Stage]:
             stage_cfg: ChordConfig = OmegaConf.to_object(merged)
             validate(stage_cfg)
         except (OmegaConfBaseException, ConfigError) as e:
-            raise ConfigError(f"stages.{i} ({name}): {str(e).splitlines()[0]}") from None
+            key = getattr(e, "full_key", None)  # OmegaConf names the offending key; keep it
+            msg = str(e).splitlines()[0]
+            raise ConfigError(f"stages.{i} ({name}): " + (f"'{key}': {msg}" if key else msg)) from None
+        if stage_cfg.trainer.resume not in ("auto", "none"):
+            raise ConfigError(f"'stages.{i}.trainer.resume' must be auto or none: each stage resumes from its "
+                              "own checkpoints")
         stages.append(Stage(i, name, method, init, stage_cfg))
     for s in stages[:-1]:
         if not s.cfg.trainer.save_at_end:

@@ -50,7 +50,7 @@ def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list
             rollouts = run.engine.generate(prompts, t.samples_per_prompt, step)
         with timed(times, "reward"):
             scores = score_all(run.reward_fn, [r.response_text for r in rollouts],
-                               [prompts[r.group].answer for r in rollouts])
+                               [prompts[r.group].answer for r in rollouts], [r.truncated for r in rollouts])
         for r, s, info in zip(rollouts, scores.rewards, scores.info, strict=True):
             r.reward, r.reward_info = s, info
         payload = (rollouts, reward_metrics(rollouts, scores.errors))
@@ -102,7 +102,7 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
     if cfg.eval.at_start and evaluates(cfg) and run.start_step == 0:
         run.logger.log(0, run_eval(run, 0))  # the starting point of every curve
     stop = checkpoint.StopFlag()
-    bar = tqdm(range(run.start_step + 1, t.steps + 1), desc="chord", initial=run.start_step, total=t.steps,
+    bar = tqdm(range(run.start_step + 1, t.steps + 1), desc=cfg.run.name, initial=run.start_step, total=t.steps,
                disable=not (d.is_main and cfg.logging.progress_bar), dynamic_ncols=True)
     m: dict[str, float] = {}
     step = run.start_step

@@ -188,9 +188,10 @@ def _prompt_example(row: dict, index: int, tokenizer: Any, *, prompt_column: str
 
 def build_prompt_examples(ds, tokenizer: Any, *, prompt_column: str = "prompt", answer_column: str = "answer",
                           system_prompt: str | None = None, max_prompt_length: int,
-                          max_bad_fraction: float = 0.05) -> tuple[list[PromptExample], SkipReport]:
+                          max_bad_fraction: float = 0.05, name: str = "prompt data",
+                          ) -> tuple[list[PromptExample], SkipReport]:
     """RL prompts with ground truth; over-long prompts are always skipped (and counted)."""
-    items, report = _collect(ds, "prompt data", lambda row, i: _prompt_example(
+    items, report = _collect(ds, name, lambda row, i: _prompt_example(
         row, i, tokenizer, prompt_column=prompt_column, answer_column=answer_column,
         system_prompt=system_prompt, max_prompt_length=max_prompt_length))
     report.check(max_bad_fraction)

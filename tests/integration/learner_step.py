@@ -1,6 +1,6 @@
 """One CHORD optimizer step on fixed rows, for the world-size invariance test.
 
-    python tests/integration/learner_step.py OUT.pt MODEL_DIR ZERO_STAGE MICRO_BATCH [LOSS_IMPL]
+    python tests/integration/learner_step.py OUT.pt MODEL_DIR ZERO_STAGE MICRO_BATCH [LOSS_IMPL [KEY=VALUE ...]]
     torchrun --nproc_per_node 2 tests/integration/learner_step.py OUT.pt MODEL_DIR ZERO_STAGE MICRO_BATCH
 Writes the updated full weights and the step metrics (rank 0).
 """
@@ -42,7 +42,7 @@ if __name__ == "__main__":
                              # amplifies summation-order noise on near-zero gradients)
                              "trainer.lr=1.0", "trainer.adam_eps=1000.0", "trainer.weight_decay=0.0",
                              "algorithm.mu.peak=0.3", "algorithm.mu.valley=0.3", "algorithm.entropy_coef=0.01",
-                             f"loss.impl={impl}", "loss.chunk_size=7", "rollout.temperature=0.8"])
+                             f"loss.impl={impl}", "loss.chunk_size=7", "rollout.temperature=0.8", *sys.argv[6:]])
     rows = fixed_rows(vocab=256)
     mine = shard(rows, d.rank, d.world)
     micro = micro_batches(mine, mbs, 0)
@@ -52,5 +52,6 @@ if __name__ == "__main__":
     m = to_floats(all_reduce(learner.train_step(micro, 0.3, n_r, n_e)))
     state = {n: t.cpu().clone() for n, t in learner.named_weights()}
     if d.rank == 0:
-        torch.save({"weights": state, "metrics": m}, out)
+        torch.save({"weights": state, "metrics": m,
+                    "checkpointing": learner.engine.module.is_gradient_checkpointing}, out)
     shutdown()

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.integration.conftest import ROOT, python, run_cli
+from tests.integration.conftest import ROOT, python, run_cli, torchrun
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +126,47 @@ def test_tiny_twins_of_the_math_recipes_run(recipe, tiny_cache, tmp_path):
     if "sft" not in recipe:
         assert all(r["gap/logp_max"] <= 1e-4 and "reward/correct" in r for r in rows)
     shutil.rmtree(out)
+
+
+def _twin(recipe, cache, out, *extra):
+    return [str(ROOT / "recipes" / recipe), f"model.cache_dir={cache}", f"run.output_dir={out}",
+            "logging.progress_bar=false", BENCH, *extra]
+
+
+def test_evaluation_does_not_perturb_training(tiny_cache, tmp_path):
+    """Evaluation samples from the training engine: the training metrics must not notice it."""
+    small = ["trainer.steps=3", "trainer.prompts_per_step=8", "trainer.samples_per_prompt=4",
+             "trainer.expert_per_step=8", "trainer.micro_batch_size=40"]
+    runs = {}
+    for name, ev in (("with", ["eval.every=1", "eval.at_start=true"]), ("without", ["eval.benchmarks=[]"])):
+        out = tmp_path / name
+        p = run_cli([python(), "chord/train.py", *_twin("tiny_math.yaml", tiny_cache, out, *small, *ev)])
+        assert p.returncode == 0, p.stderr[-3000:]
+        runs[name] = [{k: v for k, v in r.items() if not k.startswith((*NOISY, "eval/"))}
+                      for r in _rows(out / "metrics.jsonl") if r["step"] > 0]
+    assert len(runs["with"]) == 3 and runs["with"] == runs["without"]
+    assert (tmp_path / "with" / "best").is_dir() and not (tmp_path / "without" / "best").exists()
+
+
+def test_two_rank_sft_run_evaluates_through_the_engine_process(tiny_cache, tmp_path):
+    """At 2 ranks the engine runs in its own process; SFT pushes weights to it only to evaluate."""
+    out = tmp_path / "run"
+    p = run_cli([*torchrun(), "chord/train.py", *_twin("tiny_math_sft.yaml", tiny_cache, out, "trainer.epochs=null",
+                                                       "trainer.steps=2", "eval.every=1")])
+    assert p.returncode == 0, p.stderr[-3000:]
+    ev = _rows(out / "eval.jsonl")
+    assert [r["step"] for r in ev] == [0, 1, 2]
+    assert ev[0]["overall/length_mean"] != ev[2]["overall/length_mean"]  # the engine saw the new weights
+    assert (out / "best" / "model.safetensors").is_file() and (out / "final" / "model.safetensors").is_file()
+
+
+def test_truncated_rollouts_reach_the_overlong_penalty(tiny_cache, tmp_path):
+    out = tmp_path / "run"
+    p = run_cli([python(), "chord/train.py", *_twin("tiny_math.yaml", tiny_cache, out, "eval.benchmarks=[]",
+                                                    "trainer.steps=1", "rollout.max_new_tokens=3",
+                                                    "reward.overlong_penalty=-0.5", "reward.format_penalty=-0.25")])
+    assert p.returncode == 0, p.stderr[-3000:]
+    (m,) = _rows(out / "metrics.jsonl")
+    assert m["response/truncated_frac"] > 0.5 and m["reward/overlong"] == m["response/truncated_frac"]
+    expected = m["reward/correct"] - 0.5 * m["reward/overlong"] - 0.25 * (1 - m["reward/format_ok"])
+    assert m["reward/mean"] == pytest.approx(expected, abs=1e-6)

@@ -139,3 +139,21 @@ def test_fused_loss_impls_match_torch_path(tiny_cache, tmp_path, impl):
     for k in a["weights"]:
         diff = (a["weights"][k] - b["weights"][k]).abs().max().item()
         assert diff <= 1e-6, (k, diff)  # ~lr * gradient difference (see the world-size test)
+
+
+def test_gradient_checkpointing_leaves_the_step_unchanged(tiny_cache, tmp_path):
+    """model.gradient_checkpointing recomputes activations in backward: same loss, gradient and weights."""
+    from chord.models.tiny import build_tiny_model
+
+    model = str(build_tiny_model(tiny_cache))
+    ref, got = tmp_path / "plain.pt", tmp_path / "ckpt.pt"
+    for out, flag in ((ref, "false"), (got, "true")):
+        p = run_cli([python(), "tests/integration/learner_step.py", str(out), model, "0", "4", "torch",
+                     f"model.gradient_checkpointing={flag}"])
+        assert p.returncode == 0, p.stderr[-3000:]
+    a, b = torch.load(ref), torch.load(got)
+    assert (a["checkpointing"], b["checkpointing"]) == (False, True)
+    for k in ("loss/total", "optim/grad_norm"):
+        assert b["metrics"][k] == pytest.approx(a["metrics"][k], rel=1e-6), k
+    for k in a["weights"]:
+        assert (a["weights"][k] - b["weights"][k]).abs().max().item() <= 1e-7, k

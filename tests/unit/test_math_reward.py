@@ -9,6 +9,7 @@ import pytest
 
 from chord.rewards import score_all
 from chord.rewards_math import MathReward, extract_boxed, last_number, think_ok
+from tests.math_cases import ADVERSARIAL
 
 pytestmark = pytest.mark.unit
 
@@ -140,19 +141,7 @@ def test_score_all_and_pickle(reward):
 
 
 def test_adversarial_inputs_are_bounded(reward):
-    cases = [
-        (r"\boxed{10^{10^{10^{10}}}}", "42"),
-        (r"\boxed{9^{9^{9^{9}}}}", "42"),
-        (r"\boxed{2^{2^{40}}}", "1"),
-        (r"\boxed{100000!}", "42"),
-        (r"\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}", "1"),  # fits in the tail: reaches sympy
-        ("{" * 10_000 + "1" + "}" * 10_000, "1"),
-        ("y" * 1_000_000, "42"),
-        (r"\boxed{" * 150_000, "42"),
-        (r"\boxed{４２}", "42"),  # fullwidth digits
-        (r"\boxed{х+1}", "x+1"),  # Cyrillic х
-        (r"\boxed{\sum_{n=1}^{10^{12}} n}", "42"),
-    ]
+    cases = ADVERSARIAL
     worst = 0.0
     for text, gold in cases:
         (score, info), dt = timed(reward, text, gold)
