@@ -101,7 +101,8 @@ def test_eval_cli_matches_in_training_evaluation(staged_run, tiny_cache, tmp_pat
     assert p.returncode == 0, p.stderr[-3000:]
     assert (tmp_path / "ev2" / "model" / "model.safetensors").is_file()
     assert set(_rows(tmp_path / "ev2" / "eval.jsonl")[0]) >= {"tiny/avg@1", "tiny/pass@1", "overall/avg"}
-    bad = run_cli([python(), "-m", "chord.eval", str(out / "stage2-rl"), "--data", str(tmp_path / "missing.jsonl")])
+    bad = run_cli([python(), "-m", "chord.eval", str(out / "stage2-rl"), "--data", str(tmp_path / "missing.jsonl"),
+                   "--out", str(tmp_path / "ev3")])
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
@@ -162,8 +163,9 @@ def test_two_rank_sft_run_evaluates_through_the_engine_process(tiny_cache, tmp_p
 
 def test_truncated_rollouts_reach_the_overlong_penalty(tiny_cache, tmp_path):
     out = tmp_path / "run"
-    p = run_cli([python(), "chord/train.py", *_twin("tiny_math.yaml", tiny_cache, out, "eval.benchmarks=[]",
-                                                    "trainer.steps=1", "rollout.max_new_tokens=3",
+    # the plain tiny task: its model answers "Answer: N" (several tokens), so 2 new tokens truncate most
+    p = run_cli([python(), "chord/train.py", *_twin("tiny.yaml", tiny_cache, out, "eval.benchmarks=[]",
+                                                    "reward.name=math", "trainer.steps=1", "rollout.max_new_tokens=2",
                                                     "reward.overlong_penalty=-0.5", "reward.format_penalty=-0.25")])
     assert p.returncode == 0, p.stderr[-3000:]
     (m,) = _rows(out / "metrics.jsonl")

@@ -1,0 +1,271 @@
+"""Compare chord runs (CHORD, SFT-then-RL, SFT, GRPO): one markdown table, a JSON twin, and PNG plots.
+
+    python benchmarks/compare.py runs/math-chord-phi=CHORD runs/math-sft-then-rl=SFT+RL runs/math-grpo \
+        --out runs/compare [--metric overall/avg] [--smooth 0.6]
+
+Each RUN_DIR is a `run.output_dir` (metrics.jsonl, eval.jsonl) or a staged run folder (stage1-<name>/,
+stage2-<name>/, ...): its stages become one timeline, stage i's steps offset by the steps (max step in
+metrics.jsonl) of the stages before it, so a later stage's step-0 evaluation sits at its stage start.
+Writes OUT/comparison.md (per run: each benchmark's avg@k at start / best / final, --metric best/final,
+training reward and entropy/rollout over the last 10% of steps, steps, stages), OUT/comparison.json
+(the same numbers, fractions not percents) and OUT/eval_*.png, OUT/train_*.png (global step on x,
+stage starts as dotted lines). Best is the highest value (lowest for length_mean / truncated_frac).
+entropy/rollout (entropy/expert) is ignored on steps without rollout (expert) tokens, e.g. SFT steps.
+Malformed JSON lines are skipped and counted. Exit 2 when a RUN_DIR holds neither metrics nor stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+Row = dict[str, float]
+PERCENT = re.compile(r"(avg@\d+|pass@\d+|truncated_frac|^overall/avg|^overall/pass)$")
+BENCH = re.compile(r"^(?!overall/).+/avg@\d+$")
+NEEDS_TOKENS = {"entropy/rollout": "tokens/rollout", "entropy/expert": "tokens/expert"}
+TRAIN_PLOTS = [("train_reward.png", "reward/mean", True), ("train_entropy.png", "entropy/rollout", True),
+               ("train_length.png", "response/length_mean", True), ("train_mu.png", "mu", False)]
+DASH = "—"
+
+
+class CompareError(Exception):
+    """A run folder that cannot be compared; main prints it as one line and exits 2."""
+
+
+@dataclass
+class Stage:
+    name: str
+    start: int  # global step offset of the stage
+    end: int  # global step of its last step
+
+
+@dataclass
+class Run:
+    label: str
+    path: Path
+    rows: list[Row] = field(default_factory=list)  # metrics.jsonl rows, "step" global
+    evals: list[Row] = field(default_factory=list)  # evaluation rows (names without "eval/"), "step" global
+    stages: list[Stage] = field(default_factory=list)  # empty for an unstaged run
+    skipped: int = 0  # malformed lines
+
+    @property
+    def steps(self) -> int:
+        return self.stages[-1].end if self.stages else max((int(r["step"]) for r in self.rows), default=0)
+
+    @property
+    def boundaries(self) -> list[tuple[int, str]]:
+        return [(s.start, s.name) for s in self.stages[1:]]
+
+
+def read_jsonl(path: Path) -> tuple[list[Row], int]:
+    """Rows with an integer step and their finite numeric values (last row wins per step), and the skip count."""
+    by_step: dict[int, Row] = {}
+    bad = 0
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        step = obj.get("step") if isinstance(obj, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool):
+            bad += 1
+            continue
+        by_step[step] = {k: float(v) for k, v in obj.items() if isinstance(v, (int, float))
+                         and not isinstance(v, bool) and math.isfinite(v)} | {"step": step}
+    return [by_step[s] for s in sorted(by_step)], bad
+
+
+def _load_folder(folder: Path, offset: int) -> tuple[list[Row], list[Row], int, int]:
+    rows, bad = read_jsonl(folder / "metrics.jsonl")
+    if (folder / "eval.jsonl").is_file():
+        evals, bad_e = read_jsonl(folder / "eval.jsonl")
+    else:  # older runs: the eval/ keys of metrics.jsonl
+        evals, bad_e = [{"step": r["step"], **{k[5:]: v for k, v in r.items() if k.startswith("eval/")}}
+                        for r in rows if any(k.startswith("eval/") for k in r)], 0
+    for r in rows + evals:
+        r["step"] = int(r["step"]) + offset
+    return rows, evals, bad + bad_e, max((int(r["step"]) for r in rows), default=offset)
+
+
+def load_run(path: str | Path, label: str | None = None) -> Run:
+    path = Path(path)
+    run = Run(label or path.resolve().name, path)
+    found = [(int(m.group(1)), m.group(2), d) for d in (path.iterdir() if path.is_dir() else [])
+             if d.is_dir() and (m := re.fullmatch(r"stage(\d+)-(.+)", d.name))]
+    if not found and not (path / "metrics.jsonl").is_file():
+        raise CompareError(f"compare: {path}: no metrics.jsonl and no stage folders")
+    offset = 0
+    for _, name, folder in sorted(found) if found else [(0, "", path)]:
+        rows, evals, bad, end = _load_folder(folder, offset)
+        run.rows += rows
+        run.evals += evals
+        run.skipped += bad
+        if found:
+            run.stages.append(Stage(name, offset, end))
+        offset = end
+    return run
+
+
+def series(rows: list[Row], key: str) -> tuple[list[int], list[float]]:
+    """(global steps, values) of `key`, leaving out entropies of steps that had no such tokens."""
+    need = NEEDS_TOKENS.get(key)
+    pts = [(int(r["step"]), r[key]) for r in rows if key in r and not (need and r.get(need, 1.0) == 0)]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def ema(values: list[float], smooth: float) -> list[float]:
+    """s_0 = x_0, s_t = smooth * s_{t-1} + (1 - smooth) * x_t."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else smooth * out[-1] + (1 - smooth) * v)
+    return out
+
+
+def tail_mean(values: list[float], frac: float = 0.1) -> float | None:
+    n = max(1, math.ceil(len(values) * frac))
+    return sum(values[-n:]) / n if values else None
+
+
+def eval_stats(run: Run, key: str) -> dict:
+    steps, vals = series(run.evals, key)
+    if not vals:
+        return {"start": None, "best": None, "best_step": None, "final": None}
+    sign = -1 if key.endswith(("length_mean", "truncated_frac")) else 1
+    i = max(range(len(vals)), key=lambda j: (sign * vals[j], -j))  # ties: the earliest
+    return {"start": vals[0], "best": vals[i], "best_step": steps[i], "final": vals[-1]}
+
+
+def benchmarks(runs: list[Run]) -> list[str]:
+    return sorted({k for run in runs for r in run.evals for k in r if BENCH.match(k)})
+
+
+def summarize(run: Run, metric: str, benches: list[str] | None = None) -> dict:
+    benches = benchmarks([run]) if benches is None else benches
+    return {"label": run.label, "path": str(run.path), "steps": run.steps,
+            "stages": [{"name": s.name, "start": s.start, "end": s.end} for s in run.stages],
+            "benchmarks": {b: eval_stats(run, b) for b in benches},
+            "metric": {"name": metric, **eval_stats(run, metric)},
+            "reward_final": tail_mean(series(run.rows, "reward/mean")[1]),
+            "entropy_final": tail_mean(series(run.rows, "entropy/rollout")[1]),
+            "skipped_lines": run.skipped}
+
+
+def fmt(value: float | None, key: str = "") -> str:
+    if value is None:
+        return DASH
+    return f"{100 * value:.1f}%" if PERCENT.search(key) else f"{value:.3f}"
+
+
+def _best(st: dict, key: str) -> str:
+    return DASH if st["best"] is None else f"{fmt(st['best'], key)} (step {st['best_step']})"
+
+
+def markdown(summaries: list[dict], metric: str, plots: list[str], skipped: list[str]) -> str:
+    benches = list(summaries[0]["benchmarks"]) if summaries else []
+    head = ["run", "steps", "stages"]
+    for b in benches:
+        head += [f"`{b}` start", f"`{b}` best", f"`{b}` final"]
+    head += [f"`{metric}` best", f"`{metric}` final", "reward/mean final", "entropy/rollout final"]
+    lines = ["# Run comparison", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summaries:
+        stages = "; ".join(f"{st['name']} {st['start']}–{st['end']}" for st in s["stages"]) or DASH
+        cells = [s["label"], str(s["steps"]), stages]
+        for b in benches:
+            st = s["benchmarks"][b]
+            cells += [fmt(st["start"], b), _best(st, b), fmt(st["final"], b)]
+        m = s["metric"]
+        cells += [_best(m, metric), fmt(m["final"], metric), fmt(s["reward_final"]), fmt(s["entropy_final"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "How to read: start = first evaluation, best = highest value (lowest for length / truncation) "
+              "with its global step, final = last evaluation; reward and entropy are means over the last 10% "
+              f"of the steps that log them; staged runs are one timeline (stage: start–end global step); {DASH} = "
+              "not logged. Plots: global step on x, stage starts dotted, training curves EMA-smoothed over "
+              "the faint raw line.", "", "## Plots", ""]
+    lines += [f"- `{p}`" for p in plots] + [f"- skipped: {s}" for s in skipped]
+    bad = [f"{s['label']}: {s['skipped_lines']}" for s in summaries if s["skipped_lines"]]
+    lines += ["", "Malformed lines skipped: " + (", ".join(bad) if bad else "none"), ""]
+    return "\n".join(lines)
+
+
+def plot(runs: list[Run], metric: str, out: Path, smooth: float) -> tuple[list[str], list[str]]:
+    """Write the PNGs into `out`; returns (files written, 'file: reason' for each plot skipped)."""
+    written, skipped = [], []
+    jobs = [(f"eval_{k.replace('/', '_')}.png", k, True, False)
+            for k in [metric] + [b for b in benchmarks(runs) if b != metric]]
+    jobs += [(name, key, False, sm and smooth > 0) for name, key, sm in TRAIN_PLOTS]
+    for name, key, is_eval, smoothed in jobs:
+        data = [series(r.evals if is_eval else r.rows, key) for r in runs]
+        if not any(xs for xs, _ in data):
+            skipped.append(f"{name}: no run logs `{key}`")
+            continue
+        scale = 100 if is_eval and PERCENT.search(key) else 1
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for i, (run, (xs, ys)) in enumerate(zip(runs, data)):
+            c, ys = f"C{i}", [scale * y for y in ys]
+            if is_eval and xs:
+                ax.plot(xs, ys, marker="osD^v<>"[i % 7], ms=5 + 2 * (i > 0), mfc="none" if i else c, color=c,
+                        alpha=0.9, label=run.label)  # later runs hollow: equal values stay visible
+            elif smoothed and xs:
+                ax.plot(xs, ys, color=c, alpha=0.25, lw=1)
+                ax.plot(xs, ema(ys, smooth), color=c, label=run.label)
+            elif xs:
+                ax.plot(xs, ys, color=c, label=run.label)
+            for step, stage in run.boundaries:
+                ax.axvline(step, color=c, ls=":", lw=1.2)
+                ax.annotate(f"{run.label}: {stage}", (step, 0), xycoords=("data", "axes fraction"), xytext=(2, 3),
+                            textcoords="offset points", rotation=90, fontsize=7, color=c, va="bottom")
+        title = f"{'evaluation' if is_eval else 'training'}: {key}" + (f" (EMA {smooth})" if smoothed else "")
+        ax.set(title=title, xlabel="global step", ylabel=key + (" (%)" if scale == 100 else ""))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(name)
+    return written, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", metavar="RUN_DIR[=LABEL]")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--metric", default="overall/avg", help="evaluation metric, e.g. overall/avg, aime24/avg@32")
+    ap.add_argument("--smooth", type=float, default=0.6, help="EMA weight for training curves, 0 <= s < 1")
+    args = ap.parse_args(argv)
+    if not 0 <= args.smooth < 1:
+        ap.error("--smooth must be in [0, 1)")
+    metric = args.metric.removeprefix("eval/")
+    try:
+        runs = []
+        for spec in args.runs:
+            path, label = (spec.rsplit("=", 1) if "=" in spec and not Path(spec).exists() else (spec, None))
+            runs.append(load_run(path, label or None))
+    except CompareError as e:
+        print(e, file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    benches = benchmarks(runs)
+    summaries = [summarize(r, metric, benches) for r in runs]
+    plots, skipped = plot(runs, metric, args.out, args.smooth)
+    (args.out / "comparison.md").write_text(markdown(summaries, metric, plots, skipped))
+    (args.out / "comparison.json").write_text(json.dumps({"metric": metric, "runs": summaries}, indent=2) + "\n")
+    print(f"compare: {len(runs)} runs -> {args.out}/comparison.md, {len(plots)} plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
