@@ -20,16 +20,27 @@ ADVERSARIAL: list[tuple[str, str]] = [
     (r"\boxed{\sum_{n=1}^{10^{12}} n}", "42"),
 ]
 
-_ANSWERS = [("42", "42"), (r"\frac{3}{4}", "3/4"), (r"2\sqrt{3}", r"2\sqrt{3}"), ("-7", "-7"),
-            (r"\frac{\pi}{6}", r"\pi/6"), ("0.25", r"\frac{1}{4}"), (r"x^2+1", r"1+x^2"), ("1000", "1000")]
+def _answer(rng: random.Random) -> tuple[str, str]:
+    """A fresh (prediction, ground truth) pair that agree: distinct values, so no parse is cached."""
+    a, b = rng.randint(2, 10_000), rng.randint(2, 97)
+    kind = rng.randrange(5)
+    if kind == 0:
+        return str(a), str(a)
+    if kind == 1:
+        return rf"\frac{{{a}}}{{{b}}}", f"{a}/{b}"
+    if kind == 2:
+        return rf"{b}\sqrt{{{a}}}", rf"{b}\sqrt{{{a}}}"
+    if kind == 3:
+        return f"{a}.5", rf"\frac{{{2 * a + 1}}}{{2}}"
+    return rf"x^2+{a}", rf"{a}+x^2"
 
 
 def realistic_responses(n: int, seed: int = 0, correct_fraction: float = 0.5) -> list[tuple[str, str]]:
     """R1-style responses (~2 KB of reasoning, then a boxed answer), about half of them correct."""
     rng = random.Random(seed)
     out = []
-    for i in range(n):
-        pred, gold = _ANSWERS[i % len(_ANSWERS)]
+    for _ in range(n):
+        pred, gold = _answer(rng)
         if rng.random() >= correct_fraction:
             pred = f"{pred}+1"
         steps = " ".join(f"Step {j}: we simplify the expression and check the case {rng.randint(1, 99)}."
