@@ -206,7 +206,7 @@ class ChordConfig:
     stages: list[Any] = field(default_factory=list)
 
 
-def _check_keys(node: Any, schema: type, prefix: str) -> None:
+def check_keys(node: Any, schema: type, prefix: str) -> None:
     """Reject unknown keys with their dotted path and the nearest valid name."""
     if not isinstance(node, (dict, DictConfig)):
         return
@@ -219,11 +219,11 @@ def _check_keys(node: Any, schema: type, prefix: str) -> None:
             raise ConfigError(f"unknown key '{path}'{hint}")
         sub = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
         if sub is not None and dataclasses.is_dataclass(sub):
-            _check_keys(node[key], sub, f"{path}.")
+            check_keys(node[key], sub, f"{path}.")
         item = LIST_ITEMS.get((schema, key))
         if item is not None and isinstance(node[key], (list, ListConfig)):
             for i, entry in enumerate(node[key]):
-                _check_keys(entry, item, f"{path}.{i}.")
+                check_keys(entry, item, f"{path}.{i}.")
 
 
 LIST_ITEMS: dict[tuple[type, str], type] = {(EvalConfig, "benchmarks"): BenchmarkConfig}  # typed list entries
@@ -250,7 +250,7 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
         for _, layer in layers:
             if isinstance(layer, ListConfig):
                 raise ConfigError("a recipe must be a mapping of sections, not a list")
-            _check_keys(OmegaConf.to_container(layer), ChordConfig, "")
+            check_keys(OmegaConf.to_container(layer), ChordConfig, "")
             merged = OmegaConf.merge(merged, layer)
         for i, item in stage_overrides:
             if i >= len(merged.stages):

@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from chord.config import ChordConfig, ConfigError, _check_keys, validate
+from chord.config import ChordConfig, ConfigError, check_keys, validate
 
 STAGE_KEYS = ("name", "method", "init")
 FIXED = ("run", "model", "stages")  # shared by every stage: identity, starting model, the plan itself
@@ -72,7 +72,7 @@ def _entry(raw: Any, i: int) -> tuple[str, str, str, dict]:
             hint = f" (did you mean '{where}.{near[0]}'?)" if near and not why else why
             raise ConfigError(f"unknown key '{where}.{key}'{hint}")
         if key in SECTIONS:
-            _check_keys(raw[key], SECTIONS[key], f"{where}.{key}.")
+            check_keys(raw[key], SECTIONS[key], f"{where}.{key}.")
     name, method, init = str(raw.get("name", f"stage{i}")), raw.get("method", "chord"), raw.get("init", "final")
     if not name.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"'{where}.name' must be letters, digits, '-' or '_', got {name!r}")
