@@ -54,3 +54,13 @@ def to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
             k = k[4:]
         out[k] = x
     return out
+
+
+ROLLOUT_ONLY = ("entropy/rollout", "policy/", "gap/", "kl/")
+EXPERT_ONLY = ("entropy/expert", "sft/")
+
+
+def drop_absent(metrics: dict[str, float], n_rollout: int, n_expert: int) -> dict[str, float]:
+    """A term with no tokens in the step logs nothing rather than a misleading 0 (SFT has no rollouts)."""
+    absent = (ROLLOUT_ONLY if n_rollout == 0 else ()) + (EXPERT_ONLY if n_expert == 0 else ())
+    return {k: v for k, v in metrics.items() if not (absent and k.startswith(absent))}

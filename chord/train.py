@@ -28,7 +28,7 @@ from chord.distributed import broadcast, init_distributed, shutdown
 from chord.learner.guarded_adamw import NonFiniteError
 from chord.logger import RunLogger, timed
 from chord.rewards import score_all
-from chord.step_metrics import all_reduce, to_floats
+from chord.step_metrics import all_reduce, drop_absent, to_floats
 
 if TYPE_CHECKING:  # chord.build pulls in transformers/datasets, which import triton: see main()
     from chord.build import Run
@@ -125,7 +125,7 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
             micro = micro_batches(shard(rows, d.rank, d.world), t.micro_batch_size, run.pad_id)
             with timed(times, "learner"):
                 lm = run.learner.train_step(micro, mu, n_rollout_tok, n_expert_tok)
-            m = {**to_floats(all_reduce(lm)), **rmetrics, "mu": mu}
+            m = {**drop_absent(to_floats(all_reduce(lm)), n_rollout_tok, n_expert_tok), **rmetrics, "mu": mu}
             check_gap(cfg, m, step)
             run.nonfinite_streak = run.nonfinite_streak + 1 if m["optim/skipped"] else 0
             check_nonfinite(cfg, run, step)

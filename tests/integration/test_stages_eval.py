@@ -47,6 +47,9 @@ def test_sft_then_rl_chains_from_the_best_checkpoint(staged_run):
     m = _rows(sft / "metrics.jsonl")
     assert [r["step"] for r in m] == [0, 1, 2]
     assert all("reward/mean" not in r and r["mu"] == 1.0 and r["tokens/rollout"] == 0 for r in m[1:])
+    # no rollout tokens: no rollout-side metric is logged (not a misleading 0); expert ones are
+    assert all(not any(k.startswith(("entropy/rollout", "policy/", "gap/")) for k in r) for r in m[1:])
+    assert all("entropy/expert" in r and "sft/phi_mean" in r for r in m[1:])
     ev = _rows(sft / "eval.jsonl")
     assert [r["step"] for r in ev] == [0, 1, 2]
     lengths = [r["overall/length_mean"] for r in ev]
@@ -64,6 +67,7 @@ def test_sft_then_rl_chains_from_the_best_checkpoint(staged_run):
     assert {**rl_ev[0], "step": None} == {**ev[best["step"]], "step": None}
     rm = _rows(rl / "metrics.jsonl")
     assert all(r["mu"] == 0.0 and r["tokens/expert"] == 0 and r["gap/logp_max"] <= 1e-4 for r in rm[1:])
+    assert all("entropy/rollout" in r and not any(k.startswith(("entropy/expert", "sft/")) for k in r) for r in rm[1:])
     assert all("reward/correct" in r and "reward/format_ok" in r for r in rm[1:])
 
 
