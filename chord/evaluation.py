@@ -25,7 +25,7 @@ from typing import Any
 from chord.config import EVAL_STATS, BenchmarkConfig, EvalConfig
 from chord.data.loading import DataError, build_prompt_examples, load_rows
 from chord.eval_metrics import summarize
-from chord.rewards import RewardFn, score_all
+from chord.rewards import RewardFn, is_correct, score_all
 from chord.types import PromptExample, Sampling
 
 PROMPT_COLUMNS = ("problem", "Problem", "question", "Question", "prompt", "query")
@@ -66,10 +66,6 @@ def load_benchmark(b: BenchmarkConfig, tokenizer: Any, *, k: int, system_prompt:
                                           system_prompt=system_prompt, max_prompt_length=max_prompt_length,
                                           max_bad_fraction=max_bad_fraction, name=f"benchmark {b.name}")
     return Benchmark(b.name, items, b.k or k, report.summary())
-
-
-def is_correct(reward: float, info: dict[str, float]) -> bool:
-    return float(info.get("correct", reward)) >= 1.0
 
 
 def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, *, step: int,

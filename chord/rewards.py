@@ -76,6 +76,11 @@ def build_reward(cfg: RewardConfig) -> RewardFn:
     return resolve_reward(cfg.name)
 
 
+def is_correct(reward: float, info: dict[str, float]) -> bool:
+    """Solved: the `correct` component is 1, else the reward is >= 1 (penalties never count)."""
+    return float(info.get("correct", reward)) >= 1.0
+
+
 def _takes_truncated(fn: Callable) -> bool:
     try:
         params = inspect.signature(fn).parameters

@@ -27,7 +27,7 @@ from chord.config import ChordConfig, ConfigError, load_config, to_yaml
 from chord.distributed import broadcast, init_distributed, shutdown
 from chord.learner.guarded_adamw import NonFiniteError
 from chord.logger import RunLogger, timed
-from chord.rewards import score_all
+from chord.rewards import is_correct, score_all
 from chord.step_metrics import all_reduce, drop_absent, to_floats
 
 if TYPE_CHECKING:  # chord.build pulls in transformers/datasets, which import triton: see main()
@@ -61,7 +61,8 @@ def reward_metrics(rollouts: list, errors: int) -> dict[str, float]:
     rew = torch.tensor([r.reward for r in rollouts])
     lens = torch.tensor([len(r.response_ids) for r in rollouts], dtype=torch.float32)
     m = {"reward/mean": rew.mean().item(), "reward/std": rew.std().item() if len(rew) > 1 else 0.0,
-         "reward/accuracy": (rew >= 1.0).float().mean().item(), "reward/errors": float(errors),
+         "reward/accuracy": sum(is_correct(r.reward, r.reward_info) for r in rollouts) / len(rollouts),
+         "reward/errors": float(errors),
          "response/length_mean": lens.mean().item(), "response/length_max": lens.max().item(),
          "response/truncated_frac": sum(r.truncated for r in rollouts) / len(rollouts)}
     for key in sorted({k for r in rollouts for k in r.reward_info}):

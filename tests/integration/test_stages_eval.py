@@ -176,3 +176,4 @@ def test_truncated_rollouts_reach_the_overlong_penalty(tiny_cache, tmp_path):
     assert m["response/truncated_frac"] > 0.5 and m["reward/overlong"] == m["response/truncated_frac"]
     expected = m["reward/correct"] - 0.5 * m["reward/overlong"] - 0.25 * (1 - m["reward/format_ok"])
     assert m["reward/mean"] == pytest.approx(expected, abs=1e-6)
+    assert m["reward/accuracy"] == m["reward/correct"]  # penalties never change accuracy
