@@ -1,4 +1,4 @@
-"""Turn rollouts and expert examples into learner rows, rank shards and padded micro-batches.
+"""Turn rollouts and expert examples into learner rows, and rows into padded or packed micro-batches.
 
 Position t of a row predicts input_ids[t + 1]; `kind` marks which targets enter which loss:
 rollout response tokens (1) enter L_GRPO only, expert response tokens (2) enter L_SFT only.
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from chord.algo.chord_loss import EXPERT, ROLLOUT
+from chord.bin_packing import balance, bins_by_rows, bins_by_tokens
 from chord.types import ExpertExample, Rollout, TokenBatch
 
 
@@ -42,32 +43,54 @@ def count_tokens(rows: list[Row]) -> tuple[int, int]:
     return n_r, n_e
 
 
-def shard(rows: list[Row], rank: int, world: int) -> list[Row]:
-    """Strided split, so each rank gets a mix of groups; the caller checks divisibility."""
-    return rows[rank::world]
+def plan_micro_batches(rows: list[Row], world: int, *, max_tokens: int | None, rows_per_micro: int,
+                       packed: bool) -> list[list[list[Row]]]:
+    """Per rank, its micro-batches as row lists; every rank gets the same count (empty lists pad).
+
+    Identical on every rank (all ranks hold the step's rows), so it needs no communication.
+    max_tokens set: token-budget bins (chord.bin_packing); None: `rows_per_micro` rows per micro-batch.
+    """
+    lengths = [len(r.input_ids) for r in rows]
+    plans = []
+    for idx in balance(lengths, world):
+        mine = [lengths[i] for i in idx]
+        bins = bins_by_tokens(mine, max_tokens, packed) if max_tokens else bins_by_rows(len(idx), rows_per_micro)
+        plans.append([[rows[idx[j]] for j in b] for b in bins])
+    n = max(1, *(len(p) for p in plans))
+    return [p + [[] for _ in range(n - len(p))] for p in plans]
 
 
-def collate(rows: list[Row], pad_id: int) -> TokenBatch:
-    """Right-pad a list of rows into one TokenBatch."""
-    length = max(len(r.input_ids) for r in rows)
-    b = len(rows)
+def collate(rows: list[Row], pad_id: int, packed: bool) -> TokenBatch:
+    """Rows -> one TokenBatch, right-padded [B, L] or packed [1, sum of lengths]; [] -> a padding batch."""
+    rows = rows or [Row([pad_id], [], [], 0.0)]  # one token, nothing to learn: adds exactly zero
+    lens = [len(r.input_ids) for r in rows]
+    b, length = (1, sum(lens)) if packed else (len(rows), max(lens))
     input_ids = torch.full((b, length), pad_id, dtype=torch.long)
-    attn = torch.zeros((b, length), dtype=torch.long)
-    targets = torch.full((b, length - 1), pad_id, dtype=torch.long)
-    kind = torch.zeros((b, length - 1), dtype=torch.long)
-    old = torch.zeros((b, length - 1), dtype=torch.float32)
-    adv = torch.zeros((b, length - 1), dtype=torch.float32)
-    for i, r in enumerate(rows):
-        n = len(r.input_ids)
-        input_ids[i, :n] = torch.tensor(r.input_ids)
-        attn[i, :n] = 1
-        targets[i, : n - 1] = input_ids[i, 1:n]
-        kind[i, : n - 1] = torch.tensor(r.kind)
-        old[i, : n - 1] = torch.tensor(r.old_logp)
-        adv[i, : n - 1] = r.advantage
-    return TokenBatch(input_ids, attn, targets, kind, old, adv)
+    targets = torch.full((b, length), pad_id, dtype=torch.long)
+    kind = torch.zeros((b, length), dtype=torch.long)
+    old = torch.zeros((b, length), dtype=torch.float32)
+    adv = torch.zeros((b, length), dtype=torch.float32)
+    start = 0
+    for i, (r, n) in enumerate(zip(rows, lens)):
+        at, s = (0, start) if packed else (i, 0)  # (batch row, first position) of this row
+        ids = torch.tensor(r.input_ids)
+        input_ids[at, s : s + n] = ids
+        targets[at, s : s + n - 1] = ids[1:]
+        kind[at, s : s + n - 1] = torch.tensor(r.kind, dtype=torch.long)
+        old[at, s : s + n - 1] = torch.tensor(r.old_logp, dtype=torch.float32)
+        adv[at, s : s + n - 1] = r.advantage
+        start += n
+    scored = kind != 0
+    if not scored.any():
+        scored[0, 0] = True  # kind 0 there: the loss and its gradient are exactly zero
+    if packed:
+        cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+        pos = torch.cat([torch.arange(n) for n in lens]).unsqueeze(0)
+        return TokenBatch(input_ids, None, pos, cu, targets, kind, old, adv, scored)
+    attn = (torch.arange(length).unsqueeze(0) < torch.tensor(lens).unsqueeze(1)).long()
+    return TokenBatch(input_ids, attn, None, None, targets, kind, old, adv, scored)
 
 
-def micro_batches(rows: list[Row], size: int, pad_id: int) -> list[TokenBatch]:
-    """Consecutive groups of `size` rows (the last may be smaller)."""
-    return [collate(rows[i : i + size], pad_id) for i in range(0, len(rows), size)]
+def micro_batches(rows: list[Row], size: int, pad_id: int, packed: bool = False) -> list[TokenBatch]:
+    """Consecutive groups of `size` rows (the last may be smaller), in row order: tests and tools."""
+    return [collate([rows[i] for i in b], pad_id, packed) for b in bins_by_rows(len(rows), size)]

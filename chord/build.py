@@ -34,13 +34,18 @@ class Run:
     reward_fn: RewardFn
     engine: Any  # RolloutEngine on rank 0, None elsewhere or without rollouts
     learner: Any  # DeepSpeedLearner
-    grad_accum: int
     benchmarks: list = field(default_factory=list)  # chord.evaluation.Benchmark, rank 0 only
     logger: RunLogger | None = None  # opened by train.train (it knows the resumed step)
     start_step: int = 0
     nonfinite_streak: int = 0  # consecutive skipped (NaN/Inf) steps; checkpointed
     best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best; checkpointed
     engine_step: int = 0  # the step whose weights the rollout engine holds (same on every rank)
+
+    @property
+    def packed(self) -> bool:
+        """Padding-free micro-batches: with a token budget, unless trainer.packing is off."""
+        t = self.cfg.trainer
+        return t.max_tokens_per_micro_batch is not None and t.packing
 
     def close(self) -> None:
         if self.logger is not None:
@@ -180,16 +185,19 @@ def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> Any:
                       max_model_len=max_len, multiprocess=multiprocess)
 
 
-def build_learner(cfg: ChordConfig, model_path: str, grad_accum: int) -> Any:
+def build_learner(cfg: ChordConfig, model_path: str) -> Any:
     from chord.learner.deepspeed_learner import DTYPES, DeepSpeedLearner
+    from chord.learner.varlen_attention import attention_for
 
-    model = load_causal_lm(model_path, DTYPES[cfg.model.dtype])
+    # packed micro-batches need varlen attention; it runs padded batches as plain SDPA too
+    attn = attention_for(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_causal_lm(model_path, DTYPES[cfg.model.dtype], attn)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     ref = None
     if cfg.algorithm.kl_coef != 0.0:
-        ref = load_causal_lm(model_path, DTYPES[cfg.model.dtype]).eval().requires_grad_(False)
-    return DeepSpeedLearner(model, cfg, grad_accum, ref_model=ref)
+        ref = load_causal_lm(model_path, DTYPES[cfg.model.dtype], attn).eval()
+    return DeepSpeedLearner(model, cfg, ref_model=ref)
 
 
 def quiet_libraries() -> None:
@@ -206,11 +214,6 @@ def build_run(cfg: ChordConfig, d: Dist) -> Run:
     reward_fn = build_reward(cfg.reward)  # a bad reference fails before anything is built
     quiet_libraries()
     seed_everything(cfg.run.seed)
-    n_roll, n_exp = rows_per_step(cfg)
-    for n, key in ((n_roll, "trainer.prompts_per_step x samples_per_prompt"), (n_exp, "trainer.expert_per_step")):
-        if n % d.world:
-            raise ConfigError(f"'{key}' = {n} rows is not divisible by the world size {d.world}")
-    grad_accum = max(1, math.ceil((n_roll + n_exp) // d.world / cfg.trainer.micro_batch_size))
     out_dir = Path(cfg.run.output_dir)
     # Rank 0 builds shared artefacts (tiny model, task files) first; the others then find them cached.
     benchmarks: list = []
@@ -231,8 +234,8 @@ def build_run(cfg: ChordConfig, d: Dist) -> Run:
     if d.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(to_yaml(cfg))
-    learner = build_learner(cfg, model_path, grad_accum)
+    learner = build_learner(cfg, model_path)
     engine = build_engine(cfg, model_path, d)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return Run(cfg, d, out_dir, model_path, tokenizer, pad, prompts, experts, reward_fn, engine, learner, grad_accum,
+    return Run(cfg, d, out_dir, model_path, tokenizer, pad, prompts, experts, reward_fn, engine, learner,
                benchmarks=benchmarks)

@@ -29,7 +29,8 @@ from chord.distributed import barrier
 
 # Differences that leave the run's meaning intact; anything else refuses to resume.
 HARMLESS = ("trainer.steps", "trainer.save_every", "trainer.keep_last", "trainer.resume", "trainer.save_at_end",
-            "trainer.max_logprob_gap", "trainer.max_nonfinite_steps", "trainer.micro_batch_size", "logging.", "run.output_dir", "run.name",
+            "trainer.max_logprob_gap", "trainer.max_nonfinite_steps", "trainer.micro_batch_size",
+            "trainer.max_tokens_per_micro_batch", "trainer.packing", "logging.", "run.output_dir", "run.name",
             "model.cache_dir", "loss.", "rollout.kv_cache_gib", "rollout.gpu_memory_utilization",
             "rollout.multiprocess", "rollout.enforce_eager", "trainer.epochs", "eval.")
 STATE = "trainer_state.json"

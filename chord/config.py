@@ -119,7 +119,12 @@ class TrainerConfig:
     prompts_per_step: int = 16  # B
     samples_per_prompt: int = 8  # K
     expert_per_step: int = 16  # E
-    micro_batch_size: int = 32  # rows per micro-batch per rank
+    micro_batch_size: int = 32  # rows per micro-batch per rank (right-padded), when no token budget is set
+    # Token budget per micro-batch per rank (null: micro_batch_size rows). Rows are balanced across ranks
+    # by length and packed first-fit-decreasing into micro-batches of at most this many tokens; must hold
+    # the longest possible row (prompt + max_new_tokens, or data.expert.max_length).
+    max_tokens_per_micro_batch: int | None = None
+    packing: bool = True  # with a token budget: rows concatenated padding-free (false: right-padded bins)
     lr: float = 1e-3
     weight_decay: float = 0.01
     adam_beta1: float = 0.9
@@ -305,6 +310,8 @@ def validate(cfg: ChordConfig) -> None:
     _require(t.prompts_per_step + t.expert_per_step > 0, "trainer.prompts_per_step",
              "and trainer.expert_per_step are both 0: nothing to train on")
     _require(t.micro_batch_size >= 1, "trainer.micro_batch_size", "must be >= 1")
+    validate_token_budget(cfg, uses_rl=t.prompts_per_step > 0 and min(m.peak, m.valley) < 1,
+                          uses_expert=t.expert_per_step > 0 and max(m.peak, m.valley) > 0)
     _require(t.lr > 0, "trainer.lr", f"must be > 0, got {t.lr}")
     _one_of(t.lr_schedule, "trainer.lr_schedule", ("constant", "cosine"))
     _require(t.max_logprob_gap > 0, "trainer.max_logprob_gap", "must be > 0")
@@ -330,6 +337,22 @@ def validate(cfg: ChordConfig) -> None:
     _require(not (t.prompts_per_step > 0 and not uses_rl), "trainer.prompts_per_step",
              "must be 0 when mu is 1 throughout (pure SFT does no rollouts)")
     _require(uses_rl or uses_expert, "trainer", "has neither an RL nor an SFT term to train")
+
+
+def validate_token_budget(cfg: ChordConfig, uses_rl: bool, uses_expert: bool) -> None:
+    """A budget below the longest possible row would fail at some step hours in: refuse it now."""
+    budget = cfg.trainer.max_tokens_per_micro_batch
+    if budget is None:
+        return
+    longest = []
+    if uses_rl:
+        longest.append((cfg.data.prompts.max_prompt_length + cfg.rollout.max_new_tokens,
+                        "data.prompts.max_prompt_length + rollout.max_new_tokens"))
+    if uses_expert:
+        longest.append((cfg.data.expert.max_length, "data.expert.max_length"))
+    n, what = max(longest, default=(1, "one token"))
+    _require(budget >= n, "trainer.max_tokens_per_micro_batch",
+             f"= {budget} is smaller than the longest possible row: {what} = {n} tokens")
 
 
 EVAL_STATS = ("length_mean", "truncated_frac")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from chord.algo.advantage import group_advantages
 from chord.algo.schedule import mu_at
-from chord.batching import count_tokens, expert_row, micro_batches, rollout_row, shard
+from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
 from chord.config import ChordConfig, ConfigError, load_config, to_yaml
 from chord.distributed import broadcast, init_distributed, shutdown
 from chord.learner.guarded_adamw import NonFiniteError
@@ -123,7 +123,9 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
             experts = run.experts.next_batch(n_exp) if run.experts is not None else []
             rows = [rollout_row(r, a) for r, a in zip(rollouts, adv)] + [expert_row(e) for e in experts]
             n_rollout_tok, n_expert_tok = count_tokens(rows)  # global denominators of both token means
-            micro = micro_batches(shard(rows, d.rank, d.world), t.micro_batch_size, run.pad_id)
+            micro = [collate(b, run.pad_id, run.packed) for b in plan_micro_batches(
+                rows, d.world, max_tokens=t.max_tokens_per_micro_batch, rows_per_micro=t.micro_batch_size,
+                packed=run.packed)[d.rank]]
             with timed(times, "learner"):
                 lm = run.learner.train_step(micro, mu, n_rollout_tok, n_expert_tok)
             m = {**drop_absent(to_floats(all_reduce(lm)), n_rollout_tok, n_expert_tok), **rmetrics, "mu": mu}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -52,15 +52,34 @@ class Rollout:
 
 @dataclass
 class TokenBatch:
-    """A packed learner batch (rollout and expert rows together), right-padded.
+    """One learner micro-batch (rollout and expert rows together), right-padded or packed.
 
-    kind: 0 = ignored (prompt/pad), 1 = rollout response token, 2 = expert response token.
-    All per-token tensors are aligned to *targets*: position t predicts input_ids[t + 1].
+    Right-padded: [B, L] with an attention mask. Packed (padding-free): B = 1, the rows concatenated
+    into one sequence, position ids restarting at 0 per row and `cu_seqlens` marking row boundaries
+    (flash-attention's varlen layout); attention never crosses a boundary (chord.learner.varlen_attention).
+    Per-token tensors are aligned to *positions*: position t predicts targets[t] = the next token of
+    the same row; a row's last position predicts nothing (kind 0).
+    kind: 0 = ignored (prompt/pad/row end), 1 = rollout response token, 2 = expert response token.
+    scored: positions that go through the vocabulary: kind != 0, and position 0 of a micro-batch with
+    no scored token (a rank's padding micro-batch) so every forward uses every parameter.
     """
 
     input_ids: torch.Tensor  # [B, L] long
-    attention_mask: torch.Tensor  # [B, L] long
-    targets: torch.Tensor  # [B, L-1] long
-    kind: torch.Tensor  # [B, L-1] long
-    old_logp: torch.Tensor  # [B, L-1] float32
-    advantages: torch.Tensor  # [B, L-1] float32
+    attention_mask: torch.Tensor | None  # [B, L] long (padded); None (packed)
+    position_ids: torch.Tensor | None  # [B, L] long (packed); None (padded: 0..L-1)
+    cu_seqlens: torch.Tensor | None  # [rows + 1] int32 (packed); None (padded)
+    targets: torch.Tensor  # [B, L] long
+    kind: torch.Tensor  # [B, L] long
+    old_logp: torch.Tensor  # [B, L] float32
+    advantages: torch.Tensor  # [B, L] float32
+    scored: torch.Tensor  # [B, L] bool
+
+    @property
+    def packed(self) -> bool:
+        return self.cu_seqlens is not None
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        """Every tensor on `device` (the learner's accelerator): the one place a batch moves."""
+        moved = {f.name: (v.to(device, non_blocking=True) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+                 for f in fields(self)}
+        return TokenBatch(**moved)

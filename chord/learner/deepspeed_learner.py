@@ -19,9 +19,9 @@ import torch
 import torch.distributed as dist
 
 from chord.algo.chord_loss import LossSettings, chord_loss
-from chord.config import ChordConfig, ConfigError
+from chord.config import ChordConfig
 from chord.learner.guarded_adamw import GuardedAdamW, NonFiniteError
-from chord.learner.head import ChordHead
+from chord.learner.policy_step import PolicyStep
 from chord.learner.token_stats import token_logp_entropy
 from chord.step_metrics import merge
 from chord.types import TokenBatch
@@ -29,20 +29,38 @@ from chord.types import TokenBatch
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def build_ds_config(cfg: ChordConfig, grad_accum: int, world: int) -> dict[str, Any]:
-    """DeepSpeed JSON from the recipe's `deepspeed:` section (or a user file), batch sizes filled in."""
+def build_ds_config(cfg: ChordConfig, world: int) -> dict[str, Any]:
+    """DeepSpeed JSON from the recipe's `deepspeed:` section (or a user file), batch sizes filled in.
+
+    Micro-batches vary in number from step to step (token budgets), so DeepSpeed's accumulation
+    count is not used: the learner marks the accumulation boundary itself on the last micro-batch.
+    """
     if cfg.deepspeed.config_path:
         with open(cfg.deepspeed.config_path) as f:
             ds = json.load(f)
     else:
         ds = {"zero_optimization": {"stage": cfg.deepspeed.zero_stage}, "bf16": {"enabled": cfg.deepspeed.bf16}}
-    ds["train_micro_batch_size_per_gpu"] = cfg.trainer.micro_batch_size
-    ds["gradient_accumulation_steps"] = grad_accum
-    ds["train_batch_size"] = cfg.trainer.micro_batch_size * grad_accum * world
+    ds["train_micro_batch_size_per_gpu"] = 1
+    ds["gradient_accumulation_steps"] = 1
+    ds["train_batch_size"] = world
     ds["gradient_clipping"] = cfg.trainer.grad_clip
     ds.setdefault("steps_per_print", 10**9)
     ds.setdefault("wall_clock_breakdown", False)
     return ds
+
+
+def build_ref_engine(ref_model: torch.nn.Module, ds_config: dict[str, Any]) -> Any:
+    """The frozen KL reference as a DeepSpeed inference engine on the accelerator, sharded like the
+    policy: ZeRO-3 partitions it when the policy is ZeRO-3 (a full 7B copy per GPU would not fit
+    beside the policy); other stages keep a whole copy per rank (stage 0), in the policy's precision."""
+    stage = ds_config.get("zero_optimization", {}).get("stage", 0)
+    ref_cfg = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3 if stage == 3 else 0}}
+    for key in ("bf16", "fp16"):
+        if key in ds_config:
+            ref_cfg[key] = ds_config[key]
+    engine, _, _, _ = deepspeed.initialize(model=PolicyStep(ref_model.requires_grad_(False)), config=ref_cfg)
+    engine.eval()
+    return engine
 
 
 def lr_lambda(cfg: ChordConfig):
@@ -60,32 +78,28 @@ def lr_lambda(cfg: ChordConfig):
 
 
 class DeepSpeedLearner:
-    def __init__(self, model: torch.nn.Module, cfg: ChordConfig, grad_accum: int, ref_model: torch.nn.Module | None = None):
+    def __init__(self, model: torch.nn.Module, cfg: ChordConfig, ref_model: torch.nn.Module | None = None):
         self.cfg = cfg
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
-        self.ds_config = build_ds_config(cfg, grad_accum, self.world)
+        self.ds_config = build_ds_config(cfg, self.world)
         stage = self.ds_config.get("zero_optimization", {}).get("stage", 0)
-        if stage == 3 and grad_accum > 1:
-            # Measured: ZeRO-3 with DeepSpeed-managed accumulation and scale_wrt_gas=False gave a wrong
-            # step (grad norm 0.19 vs 19.28 for the same rows at 1 micro-batch). Refuse, never train wrong.
-            raise ConfigError(f"'trainer.micro_batch_size' = {cfg.trainer.micro_batch_size} gives {grad_accum} "
-                              "micro-batches per rank; ZeRO-3 supports only one: raise it to the rows per rank")
-        model.lm_head = ChordHead(model.lm_head)
+        self.policy = model  # the Hugging Face model: config and save_pretrained
+        step_module = PolicyStep(model)
         t = cfg.trainer
         # ZeRO-0 calls this optimizer directly: GuardedAdamW skips non-finite steps. ZeRO-1/2/3 wrap it
         # and run their own NaN/Inf check (and accept only optimizers they know).
         opt = (GuardedAdamW if stage == 0 else torch.optim.AdamW)(
-            [p for p in model.parameters() if p.requires_grad],
+            [p for p in step_module.parameters() if p.requires_grad],
             lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps, weight_decay=t.weight_decay,
         )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
         self.engine, _, _, _ = deepspeed.initialize(
-            model=model, optimizer=opt, lr_scheduler=sched, config=self.ds_config
+            model=step_module, optimizer=opt, lr_scheduler=sched, config=self.ds_config
         )
+        self.device = self.engine.device  # every batch tensor moves here, in micro_step
         self.zero_stage = self.engine.zero_optimization_stage()
-        self.grad_accum = grad_accum
-        self.ref_model = ref_model
+        self.ref_engine = build_ref_engine(ref_model, self.ds_config) if ref_model is not None else None
         a = cfg.algorithm
         self.settings = LossSettings(
             sft_weight=a.sft_weight, eps_low=a.clip_eps_low, eps_high=a.clip_eps_high,
@@ -128,45 +142,40 @@ class DeepSpeedLearner:
 
         return fused_fn
 
-    def _hidden(self, batch: TokenBatch) -> torch.Tensor:
-        module = self.engine.module
-        out = module.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        return out.last_hidden_state[:, :-1]  # [B, L-1, H]: position t predicts token t+1
+    def micro_step(self, batch: TokenBatch, mu: float, n_rollout: int, n_expert: int,
+                   last: bool) -> dict[str, torch.Tensor]:
+        """Forward, CHORD loss and backward of one micro-batch; returns metric contributions."""
+        batch = batch.to(self.device)
+        ref = self._ref_logp(batch) if self.settings.kl_coef else None
 
-    def micro_step(self, batch: TokenBatch, mu: float, n_rollout: int, n_expert: int) -> dict[str, torch.Tensor]:
-        """Forward, CHORD loss and backward for one micro-batch; returns metric contributions."""
-        sel = batch.kind != 0  # [B, L-1]: only scored tokens go through the vocabulary
-        hidden = self._hidden(batch)[sel]  # [T, H]
-        tok = {"targets": batch.targets[sel], "kind": batch.kind[sel], "old": batch.old_logp[sel],
-               "adv": batch.advantages[sel], "ref": self._ref_logp(batch, sel) if self.settings.kl_coef else None}
-        loss, metrics = self.engine.module.lm_head(
-            hidden, fn=lambda h, w, b: self._loss_fn(h, w, b, tok, mu, n_rollout, n_expert))
+        def fn(h, w, b, tok):
+            return self._loss_fn(h, w, b, {**tok, "ref": ref}, mu, n_rollout, n_expert)
+
+        self.engine.set_gradient_accumulation_boundary(last)  # reduce (ZeRO-1/2/3) after the last one only
+        loss, metrics = self.engine(batch, fn)  # the engine's forward: ZeRO-3 accumulates, never overwrites
         # scale_wrt_gas=False + x world: DeepSpeed's averaging undone, global denominators rule.
         self.engine.backward(loss * self.world, scale_wrt_gas=False)
-        if self.engine.is_gradient_accumulation_boundary() and self.zero_stage == 0:
+        if last and self.zero_stage == 0:
             # ZeRO-0 keeps no norm of its own: full reduced grads are in .grad now, before clipping
             norms = [p.grad.float().norm() for p in self.engine.module.parameters() if p.grad is not None]
             self._grad_norm = float(torch.stack(norms).norm()) if norms else 0.0
-        self.engine.step()  # a no-op until the accumulation boundary
         return metrics
 
     @torch.no_grad()
-    def _ref_logp(self, batch: TokenBatch, sel_mask: torch.Tensor) -> torch.Tensor:
-        assert self.ref_model is not None
-        out = self.ref_model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        hidden = out.last_hidden_state[:, :-1][sel_mask]
-        head = self.ref_model.lm_head
-        logp, _ = token_logp_entropy(hidden, head.weight, head.bias, batch.targets[sel_mask], temperature=self.temperature)
-        return logp
+    def _ref_logp(self, batch: TokenBatch) -> torch.Tensor:
+        """Log-probs of the scored tokens under the frozen reference (same layout as the policy's)."""
+        assert self.ref_engine is not None
+        return self.ref_engine.module(batch, lambda h, w, b, tok: token_logp_entropy(
+            h, w, b, tok["targets"], temperature=self.temperature)[0])
 
     def train_step(self, micro: list[TokenBatch], mu: float, n_rollout: int, n_expert: int) -> dict[str, torch.Tensor]:
-        """All micro-batches of this rank, then the optimizer step (at DeepSpeed's boundary)."""
-        if len(micro) != self.grad_accum:
-            raise RuntimeError(f"expected {self.grad_accum} micro-batches, got {len(micro)}")
+        """All micro-batches of this rank (the same count on every rank), then one optimizer step."""
         self.engine.train()
         self._grad_norm: float | None = None
         skipped_before = self.engine.skipped_steps
-        metrics = merge(self.micro_step(mb, mu, n_rollout, n_expert) for mb in micro)
+        metrics = merge(self.micro_step(mb, mu, n_rollout, n_expert, last=i == len(micro) - 1)
+                        for i, mb in enumerate(micro))
+        self.engine.step()
         gn = self.engine.get_global_grad_norm()
         gn = float(self._grad_norm if gn is None else gn)
         skipped = self.engine.skipped_steps > skipped_before
@@ -177,20 +186,28 @@ class DeepSpeedLearner:
             # e.g. bf16 ZeRO-1/2, where DeepSpeed does not check: the weights are now unusable
             raise NonFiniteError(f"non-finite loss {float(loss)} / grad norm {gn} was applied by DeepSpeed "
                                  "(this precision/ZeRO combination has no skip); resume from the last checkpoint")
+        dev = self.device
+        forward_tokens = [float(mb.input_ids.numel()) for mb in micro]  # incl. padding: what memory sees
         # identical on every rank: reduce with max, not sum
-        metrics["max:optim/grad_norm"] = torch.tensor(gn)
-        metrics["max:optim/lr"] = torch.tensor(float(self.engine.get_lr()[0]))
-        metrics["max:optim/skipped"] = torch.tensor(float(skipped))
+        metrics["max:optim/grad_norm"] = torch.tensor(gn, device=dev)
+        metrics["max:optim/lr"] = torch.tensor(float(self.engine.get_lr()[0]), device=dev)
+        metrics["max:optim/skipped"] = torch.tensor(float(skipped), device=dev)
+        metrics["max:batch/micro_batches"] = torch.tensor(float(len(micro)), device=dev)
+        metrics["max:batch/forward_tokens_max"] = torch.tensor(max(forward_tokens), device=dev)
+        metrics["batch/forward_tokens"] = torch.tensor(sum(forward_tokens), device=dev)
         return metrics
 
     # -- weights -------------------------------------------------------------------------------------
-    def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Full HF-named weights, on every rank (all ranks must iterate: ZeRO-3 gathers collectively)."""
+    def named_weights(self, copy: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+        """Full HF-named weights, on every rank (all ranks must iterate: ZeRO-3 gathers collectively).
+
+        Under ZeRO-3 a yielded tensor is valid after the next iteration only if `copy` (a rank that
+        discards the weights passes copy=False and clones nothing)."""
         module = self.engine.module
         for name, p in module.named_parameters():
             if self.zero_stage == 3:
                 with deepspeed.zero.GatheredParameters([p]):
-                    yield name, p.data.detach().clone()
+                    yield name, (p.data.detach().clone() if copy else p.data)
             else:
                 yield name, p.detach()
 
@@ -209,8 +226,9 @@ class DeepSpeedLearner:
 
     def export(self, out_dir: Path, tokenizer: Any) -> None:
         """save_pretrained of the policy and tokenizer (rank 0 writes; all ranks gather)."""
-        state = {n: t.cpu().clone() for n, t in self.named_weights()}
-        if self.rank == 0:
-            self.engine.module.save_pretrained(str(out_dir), state_dict=state, safe_serialization=True)
+        writer = self.rank == 0
+        state = {n: t.cpu().clone() for n, t in self.named_weights(copy=False) if writer}  # host copy: writer only
+        if writer:
+            self.policy.save_pretrained(str(out_dir), state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(str(out_dir))
 

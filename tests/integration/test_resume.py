@@ -40,35 +40,43 @@ def _launch(ranks, cache, out, env=None, *extra):
     return run_cli([*cmd, "chord/train.py", *_args(cache, out, *extra)], env=env)
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1rank", "2ranks"])
+# ZeRO-3 with 2+ packed micro-batches per rank (400-token budget; the tiny rows are 20-160 tokens)
+Z3_PACKED = ("deepspeed.zero_stage=3", "trainer.max_tokens_per_micro_batch=400")
+LAYOUTS = [(1, ()), (2, ()), (2, Z3_PACKED)]
+
+
+@pytest.fixture(scope="module", params=LAYOUTS, ids=["1rank", "2ranks", "2ranks-zero3-packed"])
 def reference(request, tiny_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp(f"ref{request.param}") / "run"
-    p = _launch(request.param, tiny_cache, out)
+    ranks, extra = request.param
+    out = tmp_path_factory.mktemp(f"ref{ranks}") / "run"
+    p = _launch(ranks, tiny_cache, out, None, *extra)
     assert p.returncode == 0, p.stderr[-3000:]
-    return request.param, out
+    return ranks, extra, out
 
 
 def _only(reference, ranks, why):
-    """The reference run dir if it has `ranks` ranks; skip the other parametrisation (CI time)."""
-    if reference[0] != ranks:
+    """The reference run dir if it has `ranks` ranks (ZeRO-0, padded); skip the others (CI time)."""
+    if reference[:2] != (ranks, ()):
         pytest.skip(why)
-    return reference[1]
+    return reference[2]
 
 
 def test_kill_during_checkpoint_save_then_resume(reference, tiny_cache, tmp_path):
-    ranks, ref = reference
+    ranks, extra, ref = reference
     out = tmp_path / "run"
-    p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_CRASH_IN_SAVE": "4"})  # SIGKILL between files
+    p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_CRASH_IN_SAVE": "4"}, *extra)  # SIGKILL between files
     assert p.returncode != 0 and (out / "checkpoints/.tmp-step_4").is_dir()
     assert (out / "checkpoints/latest").read_text() == "step_2"
-    p = _launch(ranks, tiny_cache, out)
+    if extra:  # the run really had several micro-batches per rank
+        assert all(r["batch/micro_batches"] >= 2 for r in _metrics(out))
+    p = _launch(ranks, tiny_cache, out, None, *extra)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "ignoring half-written checkpoint" in p.stderr and "resumed from" in p.stderr
     _assert_same_run(ref, out)
 
 
 def test_sigkill_mid_run_then_resume(reference, tiny_cache, tmp_path):
-    ranks, ref = 1, _only(reference, 1, "the 2-rank case is covered by the mid-save kill")
+    ranks, ref = 1, _only(reference, 1, "the 2-rank cases are covered by the mid-save kill")
     out = tmp_path / "run"
     p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_KILL_AT_STEP": "3"})
     assert p.returncode != 0 and (out / "checkpoints/latest").read_text() == "step_2"
@@ -79,7 +87,7 @@ def test_sigkill_mid_run_then_resume(reference, tiny_cache, tmp_path):
 
 
 def test_sigterm_checkpoints_and_exits_cleanly(reference, tiny_cache, tmp_path):
-    ranks, ref = 1, _only(reference, 1, "the 2-rank case is covered by the mid-save kill")
+    ranks, ref = 1, _only(reference, 1, "the 2-rank cases are covered by the mid-save kill")
     out = tmp_path / "run"
     p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_TERM_AT_STEP": "3"})
     assert p.returncode == 0, p.stderr[-3000:]

@@ -78,3 +78,27 @@ def test_print_config_prints_resolved_yaml():
                         "--print-config", "trainer.steps=7"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "steps: 7" in p.stdout and "output_dir: runs/tiny-chord-phi" in p.stdout
+
+
+@pytest.mark.parametrize("extra,longest,what", [
+    ([], 160, "data.expert.max_length"),  # tiny.yaml: expert rows up to 160 tokens, rollouts up to 64 + 48
+    (["trainer.expert_per_step=0", "data.expert.source=null"], 112,
+     "data.prompts.max_prompt_length + rollout.max_new_tokens"),
+])
+def test_token_budget_must_hold_the_longest_possible_row(extra, longest, what):
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "recipes/tiny.yaml", [*extra, f"trainer.max_tokens_per_micro_batch={longest - 1}"])
+    msg = str(e.value)
+    assert "'trainer.max_tokens_per_micro_batch'" in msg and f"{what} = {longest} tokens" in msg and "\n" not in msg
+    cfg = load_config(ROOT / "recipes/tiny.yaml", [*extra, f"trainer.max_tokens_per_micro_batch={longest}"])
+    assert cfg.trainer.max_tokens_per_micro_batch == longest
+
+
+def test_cli_refuses_a_small_token_budget_before_any_work(tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "chord/train.py", "recipes/tiny.yaml", "trainer.max_tokens_per_micro_batch=150",
+                        f"run.output_dir={out}", f"model.cache_dir={tmp_path / 'cache'}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert p.stderr.strip().splitlines()[-1].startswith("chord: config error: 'trainer.max_tokens_per_micro_batch'")
+    assert not out.exists() and not (tmp_path / "cache").exists()  # nothing built, nothing written

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chord.algo.chord_loss import LossSettings, chord_loss
-from chord.batching import Row, count_tokens, micro_batches, shard
+from chord.batching import Row, collate, count_tokens, micro_batches, plan_micro_batches
 from chord.learner.token_stats import token_logp_entropy
 
 pytestmark = pytest.mark.unit
@@ -19,8 +19,8 @@ class ToyLM(torch.nn.Module):
         self.head = torch.nn.Linear(H, V, bias=False)
 
     def loss(self, batch, mu, n_r, n_e):
-        hidden = self.emb(batch.input_ids)[:, :-1]
-        sel = batch.kind != 0
+        hidden = self.emb(batch.input_ids)
+        sel = batch.scored
         logp, ent = token_logp_entropy(hidden[sel], self.head.weight, None, batch.targets[sel], entropy_grad=True)
         return chord_loss(logp, ent, batch.kind[sel], batch.old_logp[sel], batch.advantages[sel], mu=mu,
                           settings=LossSettings(sft_weight="phi", entropy_coef=0.01), n_rollout=n_r, n_expert=n_e)[0]
@@ -51,13 +51,24 @@ def _grad(rows, splits, mu=0.3):
     return total, torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
+def _planned(world, packed, max_tokens=None, rows=1):
+    def split(rs):
+        plan = plan_micro_batches(rs, world, max_tokens=max_tokens, rows_per_micro=rows, packed=packed)
+        return [[collate(b, 0, packed) for b in per_rank] for per_rank in plan]
+    return split
+
+
 def test_micro_batch_and_rank_splits_give_same_gradient():
     rows = _rows()
     ref_loss, ref = _grad(rows, lambda rs: [micro_batches(rs, 8, 0)])  # 1 x 8
     for name, split in {
         "8x1": lambda rs: [micro_batches(rs, 1, 0)],
-        "2 ranks x 4": lambda rs: [micro_batches(shard(rs, r, 2), 4, 0) for r in range(2)],
-        "2 ranks x (2x2)": lambda rs: [micro_batches(shard(rs, r, 2), 2, 0) for r in range(2)],
+        "8x1 packed": lambda rs: [micro_batches(rs, 1, 0, packed=True)],
+        "1x8 packed": lambda rs: [micro_batches(rs, 8, 0, packed=True)],
+        "2 ranks x 4 rows": _planned(2, False, rows=4),
+        "2 ranks x 2 rows": _planned(2, False, rows=2),
+        "3 ranks, 12-token packed bins (padding micro-batches)": _planned(3, True, max_tokens=12),
+        "2 ranks, 16-token padded bins": _planned(2, False, max_tokens=16),
     }.items():
         loss, g = _grad(rows, split)
         assert loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-7), name

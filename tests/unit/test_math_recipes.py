@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chord.build import evaluates, rows_per_step, uses_expert, uses_rl
+from chord.build import evaluates, uses_expert, uses_rl
 from chord.config import ChordConfig, load_config
 from chord.data.prepare_openr1 import SYSTEM_PROMPT
 from chord.stages import expand
@@ -12,7 +12,6 @@ from chord.stages import expand
 pytestmark = pytest.mark.unit
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 PAIRS = [(f"math{s}.yaml", f"tiny_math{s}.yaml") for s in ("", "_chord_mu", "_grpo", "_sft", "_sft_then_rl")]
-RANKS = 32  # the README's multi-node launch: 4 nodes x 8 GPUs
 
 
 def _method(cfg: ChordConfig) -> dict:
@@ -56,8 +55,13 @@ def test_real_recipes_hold_the_paper_settings(real):
             assert t.weight_decay == 0.01 and t.grad_clip == 1.0 and t.lr_schedule == "constant"
         if uses_rl(c) and uses_expert(c):
             assert c.trainer.expert_per_step == 64
-        if c.deepspeed.zero_stage == 3:  # ZeRO-3 takes exactly one micro-batch per rank
-            assert sum(rows_per_step(c)) == c.trainer.micro_batch_size * RANKS
+        # token-budget micro-batches (packed); load_config already refused a budget below the longest row
+        assert c.trainer.max_tokens_per_micro_batch == 16384 and c.trainer.packing
+        assert c.trainer.max_tokens_per_micro_batch >= max(
+            c.data.prompts.max_prompt_length + c.rollout.max_new_tokens if uses_rl(c) else 0,
+            c.data.expert.max_length if uses_expert(c) else 0)
+        if uses_rl(c):
+            assert c.algorithm.dual_clip == 3.0  # bf16 vLLM old log-probs (Trinity's CHORD always uses c = 3)
 
 
 def test_paper_mu_schedules():
