@@ -39,6 +39,10 @@ TRAIN_PLOTS = [("train_reward.png", "reward/mean", True), ("train_entropy.png", 
 DASH = "—"
 
 
+# metrics renamed since older runs were written: old name -> current name
+RENAMED = {f"sft/phi_{s}": f"sft/weight_{s}" for s in ("mean", "min", "max")}
+
+
 class CompareError(Exception):
     """A run folder that cannot be compared; main prints it as one line and exits 2."""
 
@@ -83,7 +87,7 @@ def read_jsonl(path: Path) -> tuple[list[Row], int]:
         if not isinstance(step, int) or isinstance(step, bool):
             bad += 1
             continue
-        by_step[step] = {k: float(v) for k, v in obj.items() if isinstance(v, (int, float))
+        by_step[step] = {RENAMED.get(k, k): float(v) for k, v in obj.items() if isinstance(v, (int, float))
                          and not isinstance(v, bool) and math.isfinite(v)} | {"step": step}
     return [by_step[s] for s in sorted(by_step)], bad
 

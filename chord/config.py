@@ -143,7 +143,7 @@ class TrainerConfig:
 
 @dataclass
 class LossImplConfig:
-    impl: str = "torch"  # torch (full fp32 logits) | auto | naive | chunked | triton (chord_kernels)
+    impl: str = "torch"  # torch (full fp32 logits) | chunked | triton | auto (triton on CUDA): same loss, other speed
     chunk_size: int = 1024
 
 
@@ -324,7 +324,7 @@ def validate(cfg: ChordConfig) -> None:
     _require(r.temperature > 0, "rollout.temperature", "must be > 0 (on-policy sampling)")
     _require(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
     _one_of(cfg.model.dtype, "model.dtype", ("float32", "bfloat16"))
-    _one_of(cfg.loss.impl, "loss.impl", ("torch", "auto", "naive", "chunked", "triton"))
+    _one_of(cfg.loss.impl, "loss.impl", ("torch", "auto", "chunked", "triton"))
     _one_of(cfg.deepspeed.zero_stage, "deepspeed.zero_stage", (0, 1, 2, 3))
     _one_of(cfg.data.expert.truncation, "data.expert.truncation", ("drop", "truncate"))
     e = cfg.data.expert

@@ -1,12 +1,18 @@
-"""chord_kernels: the fused CHORD loss from hidden states, without [tokens, vocab] logits.
+"""chord_kernels: the CHORD loss from hidden states, at three speeds, with one definition of the loss.
 
-    out = chord_loss(x, weight, targets, kind, old_logp, advantages, mu=0.1, n_rollout=..., n_expert=...)
-    out.loss.backward()            # gradients for x, weight (and bias)
+    out = chord_loss(x, weight, ScoredTokens(targets, kind, old_logp, advantages), LossSettings(),
+                     mu=0.1, n_rollout=..., n_expert=...)
+    out.loss.backward()            # gradients for x, weight (and bias); out.metrics: the step's metric contributions
     logp, entropy = token_logprobs(x, weight, targets)   # no grad: old/ref log-probs, evaluation
 
-impl: "naive" (full fp32 logits, autograd; the reference), "chunked" (torch, token chunks; the CPU
-default), "triton" (fused row kernels; CUDA, or the interpreter on CPU), "auto" (triton on CUDA
-tensors, chunked otherwise). Imports no Triton unless impl resolves to "triton".
+The objective and its metrics are `chord.algo.chord_loss`, and only there; what differs here is how
+the vocabulary is swept (docs/kernels.md):
+  impl "torch":   full [N, V] fp32 logits, autograd (the readable path; memory grows with N x V);
+  impl "chunked": token chunks of fp32 logits, the loss differentiated per chunk by autograd on its
+                  O(chunk) log-probs/entropies, dz/dX/dW by hand; never a full [N, V] tensor (CPU default);
+  impl "triton":  the chunked schedule with fused Triton row kernels (CUDA, or the interpreter on CPU);
+  impl "auto":    triton on CUDA tensors, chunked otherwise.
+Imports no Triton unless impl resolves to "triton".
 """
 
 from __future__ import annotations
@@ -15,17 +21,20 @@ from dataclasses import dataclass
 
 import torch
 
-from chord_kernels._math import EXPERT, IGNORED, ROLLOUT, Scalars
+from chord.algo.chord_loss import EXPERT, IGNORED, ROLLOUT, LossSettings, ScoredTokens
+from chord.algo.chord_loss import chord_loss as objective
 from chord_kernels.chunked import TORCH_ROWS, ChordLossFunction, RowOps, raw_logits
-from chord_kernels.reference import chord_loss_reference, logits_reference
+from chord_kernels.full import token_logp_entropy
 
-__all__ = ["ChordLossOutput", "chord_loss", "token_logprobs", "IGNORED", "ROLLOUT", "EXPERT", "IMPLS"]
-IMPLS = ("auto", "naive", "chunked", "triton")
+__all__ = ["ChordLossOutput", "LossSettings", "ScoredTokens", "chord_loss", "token_logprobs", "IGNORED", "ROLLOUT",
+           "EXPERT", "IMPLS"]
+IMPLS = ("auto", "torch", "chunked", "triton")
 
 
 @dataclass
 class ChordLossOutput:
     loss: torch.Tensor  # 0-dim fp32, differentiable w.r.t. x, weight, bias
+    metrics: dict[str, torch.Tensor]  # chord.algo.chord_loss's metric contributions for these tokens
     logp: torch.Tensor  # [N] fp32, detached
     entropy: torch.Tensor  # [N] fp32, detached
 
@@ -46,38 +55,34 @@ def _rows(impl: str) -> RowOps:
     return TORCH_ROWS
 
 
-def chord_loss(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, kind: torch.Tensor,
-               old_logp: torch.Tensor, advantages: torch.Tensor, ref_logp: torch.Tensor | None = None,
-               bias: torch.Tensor | None = None, *, mu: float, phi_mode: str = "phi", eps_low: float = 0.2,
-               eps_high: float = 0.2, dual_clip: float | None = None, kl_coef: float = 0.0,
-               entropy_coef: float = 0.0, temperature: float = 1.0, n_rollout: float, n_expert: float,
+def chord_loss(x: torch.Tensor, weight: torch.Tensor, tokens: ScoredTokens, settings: LossSettings, *, mu: float,
+               n_rollout: float, n_expert: float, bias: torch.Tensor | None = None, temperature: float = 1.0,
                impl: str = "auto", chunk_size: int = 1024) -> ChordLossOutput:
-    """CHORD loss (CHORD_SPEC.md sec. 2) of N tokens with *global* denominators n_rollout/n_expert.
-
-    kind: 0 ignored, 1 rollout (PPO clip vs old_logp with advantages), 2 expert (SFT, weight by phi_mode).
-    """
-    if kl_coef != 0.0 and ref_logp is None:
-        raise ValueError("kl_coef != 0 needs ref_logp")
-    s = Scalars(float(mu), phi_mode, eps_low, eps_high, dual_clip, kl_coef, entropy_coef, temperature,
-                float(n_rollout), float(n_expert))
+    """CHORD loss of N scored tokens (hidden states x [N, H]) with the step's *global* token counts."""
+    if settings.kl_coef != 0.0 and tokens.ref_logp is None:
+        raise ValueError("kl_coef != 0 needs tokens.ref_logp")
     impl = _resolve(impl, x)
-    if impl == "naive":
-        loss, logp, ent = chord_loss_reference(x, weight, targets, kind, old_logp, advantages, ref_logp, bias, s)
-        return ChordLossOutput(loss, logp.detach(), ent.detach())
-    loss, logp, ent = ChordLossFunction.apply(x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s,
-                                              chunk_size, _rows(impl))
-    return ChordLossOutput(loss, logp, ent)
+    if impl == "torch":
+        logp, ent = token_logp_entropy(x, weight, bias, tokens.targets, temperature=temperature,
+                                       entropy_grad=settings.entropy_coef != 0.0)
+        loss, metrics = objective(logp, ent, tokens.kind, tokens.old_logp, tokens.advantages, mu=mu, settings=settings,
+                                  n_rollout=n_rollout, n_expert=n_expert, ref_logp=tokens.ref_logp)
+        return ChordLossOutput(loss, metrics, logp.detach(), ent.detach())
+    metrics: dict[str, torch.Tensor] = {}
+    loss, logp, ent = ChordLossFunction.apply(x, weight, bias, tokens, settings, float(mu), float(n_rollout),
+                                              float(n_expert), float(temperature), max(1, chunk_size), _rows(impl),
+                                              metrics)
+    return ChordLossOutput(loss, metrics, logp, ent)
 
 
 @torch.no_grad()
 def token_logprobs(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None,
                    *, temperature: float = 1.0, impl: str = "auto", chunk_size: int = 1024
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token (log-prob, entropy) in fp32, no gradient; never more than chunk x V logits."""
+    """Per-token (log-prob, entropy) in fp32, no gradient; never more than chunk x V logits (but "torch")."""
     impl = _resolve(impl, x)
-    if impl == "naive":  # full [N, V] fp32 log-softmax: the readable reference
-        logprobs = torch.log_softmax(logits_reference(x, weight, bias, temperature), dim=-1)
-        return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1), -(logprobs.exp() * logprobs).sum(-1)
+    if impl == "torch":
+        return token_logp_entropy(x, weight, bias, targets, temperature=temperature)
     rows = _rows(impl)
     n = x.shape[0]
     logp = torch.empty(n, dtype=torch.float32, device=x.device)

@@ -1,15 +1,16 @@
 """chunked: the CHORD loss over token chunks; never a full [N, V] tensor (the CPU default).
 
-Schedule ("chunk of materialised logits", KERNEL_NOTES.md): per chunk of C tokens, one GEMM into a
-[C, V] fp32 buffer, a row pass (logsumexp, target log-prob, entropy), O(C) per-token loss terms and
-their gradients g = dL/dlogp, h = dL/dH (chord_kernels._math), a second row pass that turns the
-buffer into dz = g (onehot - p) - h p (z - sum_j p_j z_j), then the dX and dW GEMMs. Every per-token
-weight is known before the sweep, so gradients are produced in the forward call: legal because the
-whole loss, normalisation included, lives inside this op. Memory, flat in N: the C x V fp32 buffer
+Schedule ("chunk of materialised logits", docs/kernels.md#schedules): per chunk of C tokens, one GEMM
+into a [C, V] fp32 buffer, a row pass (logsumexp, target log-prob, entropy), then the objective itself,
+`chord.algo.chord_loss`, on those C log-probs and entropies with autograd, which gives the loss, its
+metrics and g = dL/dlogp, h = dL/dH (O(C) work: the objective is written once, in chord/algo), a
+second row pass that turns the buffer into dz = g (onehot - p) - h p (z - sum_j p_j z_j), then the dX
+and dW GEMMs. Every per-token weight is known before the sweep, so gradients are produced in the
+forward call: legal because the whole loss, normalisation included, lives inside this op. Memory, flat in N: the C x V fp32 buffer
 (plus a C x V copy of dz in the input dtype for bf16/fp16 inputs) and the fp32 dW accumulator.
 
 The row passes are plain torch here; chord_kernels.triton_chord swaps in fused Triton row kernels
-(RowOps). Matches chord_kernels.reference.chord_loss_reference: fp32 inputs to ~1e-6 relative;
+(RowOps). Matches chord.algo.chord_loss on full logits (tests/kernels): fp32 inputs to ~1e-6 relative;
 bf16/fp16 inputs: logits, log-probs, entropy and loss in fp32, dz rounded once to the input dtype
 for the dX/dW GEMMs (as cuBLAS-speed schedules do), dW summed over chunks in fp32.
 """
@@ -21,7 +22,9 @@ from typing import NamedTuple
 
 import torch
 
-from chord_kernels._math import Scalars, token_terms
+from chord.algo.chord_loss import LossSettings, ScoredTokens
+from chord.algo.chord_loss import chord_loss as objective
+from chord.step_metrics import merge
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
@@ -85,7 +88,7 @@ def _affine_(z: torch.Tensor, bias: torch.Tensor | None, inv_t: float) -> torch.
 
 def raw_logits(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """[C, V] fp32 x W^T. fp32 accumulation *and output* even for bf16 inputs: bf16-rounded logits
-    cost up to ~0.06 nats of log-prob error (KERNEL_NOTES.md, precision traps)."""
+    cost up to ~0.06 nats of log-prob error (docs/kernels.md#precision)."""
     if x.is_cuda and x.dtype in LOW_PRECISION and weight.dtype == x.dtype:
         return torch.mm(x, weight.t(), out_dtype=torch.float32)
     return x.float() @ weight.float().t()
@@ -111,33 +114,47 @@ def _addmm_fp32_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
         acc.add_(torch.mm(a, b, out_dtype=torch.float32))
 
 
-def chord_forward_backward(x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s: Scalars,
-                           chunk_size: int, need_grad: bool, rows: RowOps = TORCH_ROWS):
-    """Loss, per-token logp/entropy, and (if need_grad) dx, dW (fp32), db (fp32), in one sweep over chunks."""
+def loss_and_token_grads(logp: torch.Tensor, entropy: torch.Tensor, tokens: ScoredTokens, settings: LossSettings,
+                         mu: float, n_rollout: float, n_expert: float):
+    """chord.algo.chord_loss of these C tokens: (loss, metrics, g = dL/dlogp [C], h = dL/dH [C]) by autograd."""
+    with torch.enable_grad():
+        lp = logp.detach().requires_grad_()
+        ent = entropy.detach().requires_grad_()
+        loss, metrics = objective(lp, ent, tokens.kind, tokens.old_logp.float(), tokens.advantages.float(), mu=mu,
+                                  settings=settings, n_rollout=n_rollout, n_expert=n_expert,
+                                  ref_logp=None if tokens.ref_logp is None else tokens.ref_logp.float())
+        g, h = torch.autograd.grad(loss, (lp, ent), allow_unused=True)
+    g = torch.zeros_like(logp) if g is None else g
+    h = torch.zeros_like(logp) if h is None else h
+    return loss.detach(), metrics, g, h
+
+
+def chord_forward_backward(x, weight, bias, tokens: ScoredTokens, settings: LossSettings, mu: float, n_rollout: float,
+                           n_expert: float, temperature: float, chunk_size: int, rows: RowOps = TORCH_ROWS):
+    """Loss, metrics, per-token logp/entropy, dx, dW (fp32), db (fp32), in one sweep over token chunks."""
     n, dev = x.shape[0], x.device
-    inv_t = 1.0 / s.temperature
+    inv_t = 1.0 / temperature
     low = x.dtype in LOW_PRECISION and weight.dtype == x.dtype  # dz in the input dtype for the grad GEMMs
     w_mm = weight if low or weight.dtype == torch.float32 else weight.float()
     loss = torch.zeros((), dtype=torch.float32, device=dev)
     logp = torch.empty(n, dtype=torch.float32, device=dev)
     entropy = torch.empty(n, dtype=torch.float32, device=dev)
-    dx = torch.empty_like(x) if need_grad else None
-    dw = torch.zeros(weight.shape, dtype=torch.float32, device=dev) if need_grad else None
-    db = torch.zeros(weight.shape[0], dtype=torch.float32, device=dev) if need_grad and bias is not None else None
+    dx = torch.empty_like(x)
+    dw = torch.zeros(weight.shape, dtype=torch.float32, device=dev)
+    db = torch.zeros(weight.shape[0], dtype=torch.float32, device=dev) if bias is not None else None
     dz_low = None
+    metrics = []
     for i in range(0, n, chunk_size):
         sl = slice(i, min(n, i + chunk_size))
         z = raw_logits(x[sl], weight)  # [C, V] fp32 workspace
         aff = (bias, inv_t) if rows.fuses_affine else (None, 1.0)
         if not rows.fuses_affine:
             _affine_(z, bias, inv_t)
-        lse, lp, ent = rows.stats(z, targets[sl], *aff)
+        lse, lp, ent = rows.stats(z, tokens.targets[sl], *aff)
         logp[sl], entropy[sl] = lp, ent
-        ref = None if ref_logp is None else ref_logp[sl].float()
-        part, g, h = token_terms(lp, ent, kind[sl], old_logp[sl].float(), advantages[sl].float(), ref, s)
+        part, m, g, h = loss_and_token_grads(lp, ent, tokens[sl], settings, mu, n_rollout, n_expert)
         loss += part
-        if not need_grad:
-            continue
+        metrics.append(m)
         if low:
             if dz_low is None:
                 dz_low = torch.empty((min(chunk_size, n), weight.shape[0]), dtype=x.dtype, device=dev)
@@ -145,21 +162,26 @@ def chord_forward_backward(x, weight, bias, targets, kind, old_logp, advantages,
         else:
             out = z
         # g, h scaled by 1/T: dz below is dL/d(x W^T + b) directly (z = (x W^T + b) / T)
-        dz = rows.grad(z, targets[sl], lse, ent, g * inv_t, h * inv_t, out, *aff)
+        dz = rows.grad(z, tokens.targets[sl], lse, ent, g * inv_t, h * inv_t, out, *aff)
         dx[sl] = dz @ w_mm
         _addmm_fp32_(dw, dz.t(), x[sl])
         if db is not None:
             db += dz.sum(0, dtype=torch.float32)
-    return loss, logp, entropy, dx, dw, db
+    merged = merge(metrics)
+    merged["loss/total"] = loss.clone()  # the chunks' sum, not a re-summed metric
+    return loss, merged, logp, entropy, dx, dw, db
 
 
 class ChordLossFunction(torch.autograd.Function):
-    """Gradients are computed in forward; backward scales them by the incoming scalar gradient."""
+    """Gradients are computed in forward; backward scales them by the incoming scalar gradient.
+    The op's metrics come back through `metrics_out` (a dict the caller passes in and reads after)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s, chunk_size, rows):
-        loss, logp, entropy, dx, dw, db = chord_forward_backward(
-            x, weight, bias, targets, kind, old_logp, advantages, ref_logp, s, chunk_size, need_grad=True, rows=rows)
+    def forward(ctx, x, weight, bias, tokens, settings, mu, n_rollout, n_expert, temperature, chunk_size, rows,
+                metrics_out):
+        loss, metrics, logp, entropy, dx, dw, db = chord_forward_backward(
+            x, weight, bias, tokens, settings, mu, n_rollout, n_expert, temperature, chunk_size, rows)
+        metrics_out.update(metrics)
         dw = dw.to(weight.dtype)  # fp32 accumulator -> parameter dtype, once, at the end
         ctx.save_for_backward(dx, dw, None if db is None else db.to(bias.dtype))
         ctx.mark_non_differentiable(logp, entropy)
@@ -169,4 +191,4 @@ class ChordLossFunction(torch.autograd.Function):
     def backward(ctx, grad_loss, _glogp, _gent):
         dx, dw, db = ctx.saved_tensors  # used once: scale in place rather than holding two copies
         out_db = None if db is None else db.mul_(grad_loss)
-        return dx.mul_(grad_loss), dw.mul_(grad_loss), out_db, None, None, None, None, None, None, None, None
+        return (dx.mul_(grad_loss), dw.mul_(grad_loss), out_db) + (None,) * 9

@@ -2,7 +2,7 @@
 
 Three layers (Liger style): `_row_stats` / `_row_grad` (@triton.jit) -> `triton_row_stats` /
 `triton_row_grad_` (launchers) -> `chord_kernels.chunked.ChordLossFunction` (autograd), with
-`chord_kernels.reference.chord_loss_reference` as the pure-torch reference beside it.
+`chord_kernels.full` (full fp32 logits, autograd) as the pure-torch reference beside it.
 
 Per chunk of C tokens: cuBLAS GEMM into a [C, V] fp32 buffer (logits accumulated *and stored* in
 fp32), `_row_stats` (bias, 1/T, online logsumexp, target log-prob and entropy in one read of the

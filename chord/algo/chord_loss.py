@@ -18,7 +18,22 @@ import torch
 from chord.algo.policy_loss import k3_kl, ppo_clip_token_loss
 from chord.algo.sft_loss import sft_token_loss
 
-IGNORED, ROLLOUT, EXPERT = 0, 1, 2  # values of the per-token `kind` tensor
+IGNORED, ROLLOUT, EXPERT = 0, 1, 2  # values of the per-token `kind` tensor (the only definition)
+
+
+@dataclass(frozen=True)
+class ScoredTokens:
+    """The tokens whose log-probs enter the loss, flat [T] and aligned with their hidden states."""
+
+    targets: torch.Tensor  # [T] long: the sampled token (rollout) or the expert token
+    kind: torch.Tensor  # [T] long: IGNORED / ROLLOUT / EXPERT
+    old_logp: torch.Tensor  # [T] float32: the rollout engine's sampling log-probs (0 elsewhere)
+    advantages: torch.Tensor  # [T] float32: the row's group advantage (0 elsewhere)
+    ref_logp: torch.Tensor | None = None  # [T] float32: frozen reference log-probs (KL term only)
+
+    def __getitem__(self, sl: slice) -> ScoredTokens:
+        return ScoredTokens(self.targets[sl], self.kind[sl], self.old_logp[sl], self.advantages[sl],
+                            None if self.ref_logp is None else self.ref_logp[sl])
 
 
 @dataclass(frozen=True)
@@ -97,9 +112,10 @@ def chord_loss(
             "max:policy/ratio_max": _masked_extreme(ratio, roll, largest=True),
             "entropy/rollout": torch.where(roll, entropy.detach(), zero).sum() / n_r,
             "entropy/expert": torch.where(expert, entropy.detach(), zero).sum() / n_e,
-            "sft/phi_mean": torch.where(expert, w, zero).sum() / n_e,
-            "max:sft/phi_max": _masked_extreme(w, expert, largest=True),
-            "min:sft/phi_min": _masked_extreme(w, expert, largest=False),
+            # the SFT token weight w_t of the run's mode (phi = p(1-p) for CHORD-phi, 1 for plain SFT)
+            "sft/weight_mean": torch.where(expert, w, zero).sum() / n_e,
+            "max:sft/weight_max": _masked_extreme(w, expert, largest=True),
+            "min:sft/weight_min": _masked_extreme(w, expert, largest=False),
             "sft/expert_logp": torch.where(expert, logp.detach(), zero).sum() / n_e,
             # learner vs rollout engine before the update: the stale-weights tell (section 6)
             "gap/logp_mean": torch.where(roll, gap, zero).sum() / n_r,

@@ -7,7 +7,7 @@ import torch
 SFT_WEIGHTS = ("none", "phi", "is")
 
 
-def sft_token_weights(logp: torch.Tensor, mode: str) -> torch.Tensor:
+def sft_token_weights(logp: torch.Tensor, sft_weight: str) -> torch.Tensor:
     """Detached per-token weight w_t.
 
     none: 1; phi: p (1 - p), which peaks at p = 0.5 and vanishes for tokens the model already knows
@@ -15,16 +15,16 @@ def sft_token_weights(logp: torch.Tensor, mode: str) -> torch.Tensor:
     1 - p is computed as -expm1(logp): exact when p is close to 1.
     """
     lp = logp.detach()
-    if mode == "none":
+    if sft_weight == "none":
         return torch.ones_like(lp)
-    if mode == "phi":
+    if sft_weight == "phi":
         return torch.exp(lp) * -torch.expm1(lp)
-    if mode == "is":
+    if sft_weight == "is":
         return torch.exp(lp)
-    raise ValueError(f"unknown SFT weight mode {mode!r}; expected one of {SFT_WEIGHTS}")
+    raise ValueError(f"unknown SFT weight {sft_weight!r}; expected one of {SFT_WEIGHTS}")
 
 
-def sft_token_loss(logp: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+def sft_token_loss(logp: torch.Tensor, sft_weight: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(-w_t * logp_t, w_t) per expert token; gradient flows through logp only, never through w."""
-    w = sft_token_weights(logp, mode)
+    w = sft_token_weights(logp, sft_weight)
     return -w * logp, w

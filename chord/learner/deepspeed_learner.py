@@ -18,11 +18,11 @@ import deepspeed
 import torch
 import torch.distributed as dist
 
-from chord.algo.chord_loss import LossSettings, chord_loss
+import chord_kernels
+from chord.algo.chord_loss import LossSettings, ScoredTokens
 from chord.config import ChordConfig
 from chord.learner.guarded_adamw import GuardedAdamW, NonFiniteError
 from chord.learner.policy_step import PolicyStep
-from chord.learner.token_stats import token_logp_entropy
 from chord.step_metrics import merge
 from chord.types import TokenBatch
 
@@ -110,37 +110,20 @@ class DeepSpeedLearner:
 
     # -- loss ----------------------------------------------------------------------------------------
     def _build_loss_fn(self):
-        """Chosen once (STYLE item 14): (hidden, weight, bias, tokens) -> (loss, metrics).
+        """(hidden, weight, bias, scored tokens, mu, n_rollout, n_expert) -> (loss, metrics), chosen once.
 
-        torch: full fp32 logits of the scored tokens, autograd, chord.algo.chord_loss.
-        auto | naive | chunked | triton: the fused chord_kernels op (no [tokens, vocab] logits with
-        chunked/triton); metrics are then computed from its detached per-token log-probs/entropy.
+        Every loss.impl runs the one objective, chord.algo.chord_loss; they differ only in how the
+        vocabulary is swept (chord_kernels: full logits, chunked, triton; docs/kernels.md).
         """
-        impl, s = self.cfg.loss.impl, self.settings
+        impl, s, temp, chunk = self.cfg.loss.impl, self.settings, self.temperature, self.cfg.loss.chunk_size
 
-        def torch_fn(hidden, weight, bias, tok, mu, n_rollout, n_expert):
-            logp, entropy = token_logp_entropy(hidden, weight, bias, tok["targets"], temperature=self.temperature,
-                                               entropy_grad=s.entropy_coef != 0.0)
-            return chord_loss(logp, entropy, tok["kind"], tok["old"], tok["adv"], mu=mu, settings=s,
-                              n_rollout=n_rollout, n_expert=n_expert, ref_logp=tok["ref"])
+        def loss_fn(hidden, weight, bias, tok, mu, n_rollout, n_expert):
+            scored = ScoredTokens(tok["targets"], tok["kind"], tok["old"], tok["adv"], tok["ref"])
+            out = chord_kernels.chord_loss(hidden, weight, scored, s, mu=mu, n_rollout=n_rollout, n_expert=n_expert,
+                                           bias=bias, temperature=temp, impl=impl, chunk_size=chunk)
+            return out.loss, out.metrics
 
-        if impl == "torch":
-            return torch_fn
-        import chord_kernels
-
-        def fused_fn(hidden, weight, bias, tok, mu, n_rollout, n_expert):
-            out = chord_kernels.chord_loss(
-                hidden, weight, tok["targets"], tok["kind"], tok["old"], tok["adv"], tok["ref"], bias, mu=mu,
-                phi_mode=s.sft_weight, eps_low=s.eps_low, eps_high=s.eps_high, dual_clip=s.dual_clip,
-                kl_coef=s.kl_coef, entropy_coef=s.entropy_coef, temperature=self.temperature,
-                n_rollout=n_rollout, n_expert=n_expert, impl=impl, chunk_size=self.cfg.loss.chunk_size)
-            with torch.no_grad():
-                _, metrics = chord_loss(out.logp, out.entropy, tok["kind"], tok["old"], tok["adv"], mu=mu, settings=s,
-                                        n_rollout=n_rollout, n_expert=n_expert, ref_logp=tok["ref"])
-            metrics["loss/total"] = out.loss.detach()
-            return out.loss, metrics
-
-        return fused_fn
+        return loss_fn
 
     def micro_step(self, batch: TokenBatch, mu: float, n_rollout: int, n_expert: int,
                    last: bool) -> dict[str, torch.Tensor]:
@@ -165,8 +148,9 @@ class DeepSpeedLearner:
     def _ref_logp(self, batch: TokenBatch) -> torch.Tensor:
         """Log-probs of the scored tokens under the frozen reference (same layout as the policy's)."""
         assert self.ref_engine is not None
-        return self.ref_engine.module(batch, lambda h, w, b, tok: token_logp_entropy(
-            h, w, b, tok["targets"], temperature=self.temperature)[0])
+        impl, chunk = self.cfg.loss.impl, self.cfg.loss.chunk_size
+        return self.ref_engine.module(batch, lambda h, w, b, tok: chord_kernels.token_logprobs(
+            h, w, tok["targets"], b, temperature=self.temperature, impl=impl, chunk_size=chunk)[0])
 
     def train_step(self, micro: list[TokenBatch], mu: float, n_rollout: int, n_expert: int) -> dict[str, torch.Tensor]:
         """All micro-batches of this rank (the same count on every rank), then one optimizer step."""

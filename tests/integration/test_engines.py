@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from chord.config import RolloutConfig
-from chord.learner.token_stats import token_logp_entropy
 from chord.models.load import load_causal_lm, load_tokenizer
 from chord.types import PromptExample
+from chord_kernels.full import token_logp_entropy
 
 pytestmark = pytest.mark.integration
 

@@ -49,7 +49,7 @@ def test_sft_then_rl_chains_from_the_best_checkpoint(staged_run):
     assert all("reward/mean" not in r and r["mu"] == 1.0 and r["tokens/rollout"] == 0 for r in m[1:])
     # no rollout tokens: no rollout-side metric is logged (not a misleading 0); expert ones are
     assert all(not any(k.startswith(("entropy/rollout", "policy/", "gap/")) for k in r) for r in m[1:])
-    assert all("entropy/expert" in r and "sft/phi_mean" in r for r in m[1:])
+    assert all("entropy/expert" in r and "sft/weight_mean" in r for r in m[1:])
     ev = _rows(sft / "eval.jsonl")
     assert [r["step"] for r in ev] == [0, 1, 2]
     lengths = [r["overall/length_mean"] for r in ev]

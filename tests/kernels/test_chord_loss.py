@@ -1,4 +1,5 @@
-"""chunked and triton (interpreter on CPU, CUDA when present) against the naive reference in float64.
+"""chunked and triton (interpreter on CPU, CUDA when present) against chord.algo.chord_loss on full
+float64 logits (the gold), and the autograd token gradients against a hand derivation (oracle.py).
 
     python -m pytest tests/kernels -m kernels      # ~25 s on 2 CPU cores
 """
@@ -12,9 +13,10 @@ import sys
 import pytest
 import torch
 
-from chord_kernels import EXPERT, IGNORED, ROLLOUT, chord_loss, token_logprobs
-from chord_kernels._math import Scalars
-from chord_kernels.reference import chord_loss_reference, logits_reference
+from chord.algo.chord_loss import chord_loss as objective
+from chord_kernels import EXPERT, IGNORED, ROLLOUT, LossSettings, ScoredTokens, chord_loss, token_logprobs
+from chord_kernels.chunked import loss_and_token_grads
+from tests.kernels.oracle import Scalars, token_terms
 
 pytestmark = pytest.mark.kernels
 
@@ -25,6 +27,10 @@ else:  # pragma: no cover
 
 CUDA = torch.cuda.is_available()
 SHAPES = [(1, 5, 7), (13, 7, 37), (50, 33, 130)]  # N = 1, N and V not multiples of any block, H odd
+
+
+def logits_reference(x, w, b, temperature, dtype):
+    return (x.to(dtype) @ w.to(dtype).t() + b.to(dtype)) / temperature
 
 
 def make(case: str, n: int, h: int, v: int, seed: int = 0, temperature: float = 1.0):
@@ -51,10 +57,23 @@ def make(case: str, n: int, h: int, v: int, seed: int = 0, temperature: float = 
     return x, w, b, y, kind, old, adv, ref
 
 
-def gold(x, w, b, y, kind, old, adv, ref, s: Scalars):
+SETTINGS = ("sft_weight", "eps_low", "eps_high", "dual_clip", "kl_coef", "entropy_coef")
+
+
+def split(kw):
+    """kwargs -> (LossSettings, the op's other arguments)."""
+    return LossSettings(**{k: kw[k] for k in SETTINGS}), {k: v for k, v in kw.items() if k not in SETTINGS}
+
+
+def gold(x, w, b, y, kind, old, adv, ref, kw):
+    """The objective itself (chord.algo.chord_loss) on full float64 logits, autograd for every gradient."""
+    settings, a = split(kw)
     xs, ws, bs = (t.double().requires_grad_() for t in (x, w, b))
-    loss, logp, ent = chord_loss_reference(xs, ws, y, kind, old.double(), adv.double(), ref.double(), bs, s,
-                                           dtype=torch.float64)
+    logprobs = torch.log_softmax(logits_reference(xs, ws, bs, a["temperature"], torch.float64), -1)
+    logp = logprobs.gather(-1, y[:, None])[:, 0]
+    ent = -(logprobs.exp() * logprobs).sum(-1)
+    loss, _ = objective(logp, ent, kind, old.double(), adv.double(), mu=a["mu"], settings=settings,
+                        n_rollout=a["n_rollout"], n_expert=a["n_expert"], ref_logp=ref.double())
     loss.backward()
     return loss.detach(), logp.detach(), ent.detach(), xs.grad, ws.grad, bs.grad
 
@@ -63,13 +82,15 @@ def device(impl):
     return "cuda" if impl == "triton" and CUDA else "cpu"  # Triton on CPU = the interpreter
 
 
-def run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=16):
+def run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=16, with_metrics=False):
     dev = device(impl)
+    settings, a = split(kw)
     xs, ws, bs = (t.to(dev).clone().requires_grad_() for t in (x, w, b))
-    y, kind, old, adv, ref = (t.to(dev) for t in (y, kind, old, adv, ref))
-    out = chord_loss(xs, ws, y, kind, old, adv, ref, bs, impl=impl, chunk_size=chunk, **kw)
+    tokens = ScoredTokens(*(t.to(dev) for t in (y, kind, old, adv, ref)))
+    out = chord_loss(xs, ws, tokens, settings, bias=bs, impl=impl, chunk_size=chunk, **a)
     out.loss.backward()
-    return tuple(t.cpu() for t in (out.loss.detach(), out.logp, out.entropy, xs.grad, ws.grad, bs.grad))
+    got = tuple(t.cpu() for t in (out.loss.detach(), out.logp, out.entropy, xs.grad, ws.grad, bs.grad))
+    return (got, {k: v.cpu() for k, v in out.metrics.items()}) if with_metrics else got
 
 
 def close(actual, expected, rel, what):
@@ -79,15 +100,15 @@ def close(actual, expected, rel, what):
 
 
 def kwargs(n, kind, **over):
-    kw = dict(mu=0.3, phi_mode="phi", eps_low=0.2, eps_high=0.2, dual_clip=None, kl_coef=0.0, entropy_coef=0.0,
+    kw = dict(mu=0.3, sft_weight="phi", eps_low=0.2, eps_high=0.2, dual_clip=None, kl_coef=0.0, entropy_coef=0.0,
               temperature=1.0, n_rollout=float((kind == ROLLOUT).sum()) + 3, n_expert=float((kind == EXPERT).sum()) + 2)
     kw.update(over)
     return kw
 
 
 CASES = [
-    ("mixed", {}), ("all_rollout", {}), ("all_expert", {"phi_mode": "none"}), ("all_expert", {"phi_mode": "phi"}),
-    ("all_expert", {"phi_mode": "is"}), ("clipped", {}), ("dual", {"dual_clip": 3.0}), ("ignored", {}),
+    ("mixed", {}), ("all_rollout", {}), ("all_expert", {"sft_weight": "none"}), ("all_expert", {"sft_weight": "phi"}),
+    ("all_expert", {"sft_weight": "is"}), ("clipped", {}), ("dual", {"dual_clip": 3.0}), ("ignored", {}),
     ("mixed", {"kl_coef": 0.1}), ("mixed", {"entropy_coef": 0.05}), ("mixed", {"temperature": 0.7}),
     ("mixed", {"mu": 0.0}), ("mixed", {"mu": 1.0}),
 ]
@@ -99,9 +120,7 @@ CASES = [
 def test_fp32_matches_float64_reference(impl, shape, case, over):
     x, w, b, y, kind, old, adv, ref = make(case, *shape, temperature=over.get("temperature", 1.0))
     kw = kwargs(shape[0], kind, **over)
-    s = Scalars(kw["mu"], kw["phi_mode"], kw["eps_low"], kw["eps_high"], kw["dual_clip"], kw["kl_coef"],
-                kw["entropy_coef"], kw["temperature"], kw["n_rollout"], kw["n_expert"])
-    exp = gold(x, w, b, y, kind, old, adv, ref, s)
+    exp = gold(x, w, b, y, kind, old, adv, ref, kw)
     got = run(impl, x, w, b, y, kind, old, adv, ref, kw)
     for a, e, what in zip(got, exp, ("loss", "logp", "entropy", "dx", "dW", "db")):
         close(a, e, 1e-5, what)
@@ -122,8 +141,7 @@ def test_bf16_inputs_within_bars(impl):
     x, w, b, y, kind, old, adv, ref = make("mixed", 50, 33, 130)
     x, w, b = x.bfloat16(), w.bfloat16(), b.bfloat16()
     kw = kwargs(50, kind)
-    s = Scalars(kw["mu"], kw["phi_mode"], 0.2, 0.2, None, 0.0, 0.0, 1.0, kw["n_rollout"], kw["n_expert"])
-    exp = gold(x.float(), w.float(), b.float(), y, kind, old, adv, ref, s)  # fp64 gold on the same rounded inputs
+    exp = gold(x.float(), w.float(), b.float(), y, kind, old, adv, ref, kw)  # fp64 gold on the same rounded inputs
     got = run(impl, x, w, b, y, kind, old, adv, ref, kw)
     assert (got[1].double() - exp[1]).abs().max() <= 1e-3
     assert (got[2].double() - exp[2]).abs().max() <= 5e-3
@@ -144,7 +162,7 @@ def test_split_with_global_denominators_equals_full_batch(impl):
     close(torch.cat([parts[0][3], parts[1][3]]), full[3], 1e-5, "dx")
 
 
-@pytest.mark.parametrize("impl", ["naive", *IMPLS])
+@pytest.mark.parametrize("impl", ["torch", *IMPLS])
 def test_invariants_and_extreme_logits(impl):
     x, w, b, y, kind, old, adv, ref = make("mixed", 13, 7, 37, seed=5)
     for scale in (1.0, 1e4):  # |z| ~ 1e4 in fp32: no NaN, no positive log-probs
@@ -157,7 +175,7 @@ def test_invariants_and_extreme_logits(impl):
         assert all(torch.isfinite(t).all() for t in out)
 
 
-@pytest.mark.parametrize("impl", ["naive", *IMPLS])
+@pytest.mark.parametrize("impl", ["torch", *IMPLS])
 def test_token_logprobs_matches_reference(impl):
     x, w, b, y, *_ = make("mixed", 50, 33, 130, seed=7, temperature=0.7)
     lp_ref = torch.log_softmax(logits_reference(x, w, b, 0.7, torch.float64), -1)
@@ -173,9 +191,8 @@ def test_empty_terms_are_exactly_zero_never_nan(impl):
     """A micro-batch without expert (or rollout, or any) tokens: that term is 0, even with n = 0."""
     x, w, b, y, kind, old, adv, ref = make("all_rollout", 13, 7, 37, seed=11)
     kw = kwargs(13, kind, mu=0.5, n_expert=0.0)
-    s = Scalars(0.5, "phi", 0.2, 0.2, None, 0.0, 0.0, 1.0, kw["n_rollout"], 0.0)
     got = run(impl, x, w, b, y, kind, old, adv, ref, kw)
-    exp = gold(x, w, b, y, kind, old, adv, ref, s)
+    exp = gold(x, w, b, y, kind, old, adv, ref, kw)
     for a, e, what in zip(got, exp, ("loss", "logp", "entropy", "dx", "dW", "db")):
         assert torch.isfinite(a).all(), what
         close(a, e, 1e-5, what)
@@ -194,12 +211,12 @@ def test_chunk_size_does_not_change_the_result(impl):
 
 
 def test_import_without_triton():
-    """`import chord_kernels` and the torch impls work with triton unimportable (STYLE item 5)."""
+    """`import chord_kernels` and the torch impls work with triton unimportable (heavy runtimes at the edges)."""
     code = ("import sys; sys.modules['triton'] = None\n"
             "import torch, chord_kernels\n"
             "x = torch.randn(3, 4, requires_grad=True); w = torch.randn(5, 4, requires_grad=True)\n"
-            "k = torch.tensor([1, 2, 0]); o = chord_kernels.chord_loss(x, w, torch.tensor([0, 1, 2]), k, torch.zeros(3),"
-            " torch.ones(3), mu=0.5, n_rollout=1, n_expert=1)\n"
+            "t = chord_kernels.ScoredTokens(torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0]), torch.zeros(3), torch.ones(3))\n"
+            "o = chord_kernels.chord_loss(x, w, t, chord_kernels.LossSettings(), mu=0.5, n_rollout=1, n_expert=1)\n"
             "o.loss.backward(); assert x.grad is not None and 'triton' not in [m for m in sys.modules if sys.modules[m]]\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert p.returncode == 0, p.stderr[-2000:]
@@ -212,11 +229,11 @@ def test_cuda_bf16_realistic_shape(impl):
     x, w, b, y, kind, old, adv, ref = make("mixed", 1000, 512, 9001, seed=17, temperature=0.9)
     x, w, b = x.bfloat16(), w.bfloat16(), b.bfloat16()
     kw = kwargs(1000, kind, temperature=0.9, entropy_coef=0.01, kl_coef=0.05)
-    s = Scalars(kw["mu"], "phi", 0.2, 0.2, None, 0.05, 0.01, 0.9, kw["n_rollout"], kw["n_expert"])
-    exp = gold(x.float(), w.float(), b.float(), y, kind, old, adv, ref, s)
+    exp = gold(x.float(), w.float(), b.float(), y, kind, old, adv, ref, kw)
     xs, ws, bs = (t.cuda().requires_grad_() for t in (x, w, b))
-    out = chord_loss(xs, ws, y.cuda(), kind.cuda(), old.cuda(), adv.cuda(), ref.cuda(), bs, impl=impl,
-                     chunk_size=256, **kw)
+    settings, a = split(kw)
+    out = chord_loss(xs, ws, ScoredTokens(*(t.cuda() for t in (y, kind, old, adv, ref))), settings, bias=bs,
+                     impl=impl, chunk_size=256, **a)
     out.loss.backward()
     assert (out.logp.cpu().double() - exp[1]).abs().max() <= 1e-3
     assert (out.entropy.cpu().double() - exp[2]).abs().max() <= 5e-3
@@ -224,3 +241,34 @@ def test_cuda_bf16_realistic_shape(impl):
     for a, e, what in zip((xs.grad, ws.grad, bs.grad), exp[3:], ("dx", "dW", "db")):
         assert a.dtype == torch.bfloat16
         close(a.cpu(), e, 1e-2, what)
+
+
+@pytest.mark.parametrize("case,over", CASES, ids=[f"{c}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for c, o in CASES])
+def test_autograd_token_gradients_equal_the_hand_derivation(case, over):
+    """g = dL/dlogp and h = dL/dH from autograd on chord.algo.chord_loss == the closed forms in oracle.py."""
+    x, w, b, y, kind, old, adv, ref = make(case, 50, 33, 130, temperature=over.get("temperature", 1.0))
+    kw = kwargs(50, kind, **over)
+    settings, a = split(kw)
+    g = torch.Generator().manual_seed(1)
+    logp = -torch.rand(50, generator=g) * 4  # log-probs of the targets
+    ent = torch.rand(50, generator=g) * 3
+    loss, _, gg, hh = loss_and_token_grads(logp, ent, ScoredTokens(y, kind, old, adv, ref), settings, a["mu"],
+                                           a["n_rollout"], a["n_expert"])
+    s = Scalars(a["mu"], kw["sft_weight"], kw["eps_low"], kw["eps_high"], kw["dual_clip"], kw["kl_coef"],
+                kw["entropy_coef"], a["temperature"], a["n_rollout"], a["n_expert"])
+    o_loss, o_g, o_h = token_terms(logp, ent, kind, old, adv, ref, s)
+    close(loss, o_loss, 1e-6, "loss")
+    close(gg, o_g, 1e-6, "g")
+    close(hh, o_h, 1e-6, "h")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_op_metrics_are_the_objectives_metrics(impl):
+    """The op returns chord.algo.chord_loss's metrics, merged over chunks: equal to the full-logits path's."""
+    x, w, b, y, kind, old, adv, ref = make("mixed", 50, 33, 130, seed=19)
+    kw = kwargs(50, kind, kl_coef=0.05, dual_clip=3.0)
+    _, ref_m = run("torch", x, w, b, y, kind, old, adv, ref, kw, with_metrics=True)
+    _, got_m = run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=7, with_metrics=True)
+    assert got_m.keys() == ref_m.keys() and "sft/weight_mean" in got_m and "kl/ref" in got_m
+    for k in ref_m:
+        close(got_m[k], ref_m[k], 1e-5, k)

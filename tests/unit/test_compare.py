@@ -173,3 +173,12 @@ def test_folder_without_metrics_exits_2(tmp_path, capsys):
     assert err == f"compare: {empty}: no metrics.jsonl and no stage folders\n"
     assert not out.exists()
     assert compare.main([str(tmp_path / "nope"), "--out", str(out)]) == 2
+
+
+def test_old_metric_names_read_as_current_ones(tmp_path):
+    """Runs written before sft/phi_* became sft/weight_* (the weight of any SFT mode) still compare."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "sft/phi_mean": 0.2, "sft/phi_max": 0.25}\n'
+                                            '{"step": 2, "sft/weight_mean": 0.1}\n')
+    rows, bad = compare.read_jsonl(tmp_path / "metrics.jsonl")
+    assert bad == 0 and rows[0]["sft/weight_mean"] == 0.2 and rows[0]["sft/weight_max"] == 0.25
+    assert rows[1]["sft/weight_mean"] == 0.1 and "sft/phi_mean" not in rows[0]

@@ -5,7 +5,7 @@ import torch
 
 from chord.algo.chord_loss import LossSettings, chord_loss
 from chord.batching import Row, collate, count_tokens, micro_batches, plan_micro_batches
-from chord.learner.token_stats import token_logp_entropy
+from chord_kernels.full import token_logp_entropy
 
 pytestmark = pytest.mark.unit
 V, H = 37, 16

@@ -1,7 +1,9 @@
-"""Per-token log-prob and entropy from hidden states (the `loss.impl=torch` path).
+"""torch: per-token log-prob and entropy from full fp32 logits, autograd for every gradient.
 
-Logits are computed in fp32 even for a bf16 model: rounding them to bf16 before the logsumexp
-costs up to ~0.06 nats of log-prob error (KERNEL_NOTES.md), 6% of the PPO ratio.
+The readable path (and `loss.impl=torch`): it materialises [tokens, vocab] fp32 logits, so it is
+the memory baseline the chunked and Triton schedules are measured against. Logits are computed in
+fp32 even for bf16 weights: rounding them to bf16 before the logsumexp costs up to ~0.06 nats of
+log-prob error, 6% of the PPO ratio (docs/kernels.md#precision).
 """
 
 from __future__ import annotations
@@ -29,4 +31,3 @@ def token_logp_entropy(
     if not entropy_grad:
         entropy = entropy.detach()
     return logp, entropy
-

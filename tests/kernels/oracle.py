@@ -1,7 +1,7 @@
-"""Per-token CHORD loss terms and their closed-form gradients (KERNEL_NOTES.md, CHORD_SPEC.md sec. 2).
+"""Test oracle: the CHORD loss's per-token gradients derived by hand (docs/kernels.md#gradients).
 
-Everything here is O(tokens): it needs only each token's log-prob and entropy, so a vocabulary
-sweep can produce gradients in the forward call. Used by the chunked and Triton paths alike.
+The kernels differentiate `chord.algo.chord_loss` by autograd; this second, independent derivation
+of g = dL/dlogp and h = dL/dH checks that (tests/kernels/test_chord_loss.py). Not used by chord.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORED, ROLLOUT, EXPERT = 0, 1, 2
-RATIO_LOG_CLAMP = 20.0
+from chord.algo.chord_loss import EXPERT, ROLLOUT
+from chord.algo.policy_loss import RATIO_LOG_CLAMP
 
 
 @dataclass(frozen=True)
 class Scalars:
     mu: float
-    phi_mode: str  # none | phi | is
+    sft_weight: str  # none | phi | is
     eps_low: float
     eps_high: float
     dual_clip: float | None
@@ -63,14 +63,14 @@ def token_terms(logp: torch.Tensor, entropy: torch.Tensor, kind: torch.Tensor, o
     if s.entropy_coef != 0.0:
         rl = rl - s.entropy_coef * entropy
 
-    if s.phi_mode == "none":
+    if s.sft_weight == "none":
         w = torch.ones_like(logp)
-    elif s.phi_mode == "phi":
+    elif s.sft_weight == "phi":
         w = torch.exp(logp) * -torch.expm1(logp)  # p (1 - p), 1 - p exact near p = 1
-    elif s.phi_mode == "is":
+    elif s.sft_weight == "is":
         w = torch.exp(logp)
     else:
-        raise ValueError(f"phi_mode must be none|phi|is, got {s.phi_mode!r}")
+        raise ValueError(f"sft_weight must be none|phi|is, got {s.sft_weight!r}")
 
     loss = c_r * torch.where(roll, rl, zero).sum() + c_e * torch.where(exp_, -w * logp, zero).sum()
     g = torch.where(roll, c_r * g_roll, zero) + torch.where(exp_, -c_e * w, zero)
