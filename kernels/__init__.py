@@ -52,7 +52,7 @@ def chord_loss(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, kin
                eps_high: float = 0.2, dual_clip: float | None = None, kl_coef: float = 0.0,
                entropy_coef: float = 0.0, temperature: float = 1.0, n_rollout: float, n_expert: float,
                impl: str = "auto", chunk_size: int = 1024) -> ChordLossOutput:
-    """CHORD loss (CHORD_SPEC.md sec. 2) of N tokens with *global* denominators n_rollout/n_expert.
+    """CHORD loss (docs/algorithm.md#objective) of N tokens with *global* denominators n_rollout/n_expert.
 
     kind: 0 ignored, 1 rollout (PPO clip vs old_logp with advantages), 2 expert (SFT, weight by phi_mode).
     """

@@ -1,4 +1,4 @@
-"""Per-token CHORD loss terms and their closed-form gradients (KERNEL_NOTES.md, CHORD_SPEC.md sec. 2).
+"""Per-token CHORD loss terms and their closed-form gradients (docs/kernels.md#gradient-maths).
 
 Everything here is O(tokens): it needs only each token's log-prob and entropy, so a vocabulary
 sweep can produce gradients in the forward call. Used by the chunked and Triton paths alike.

@@ -1,6 +1,6 @@
 """chunked: the CHORD loss over token chunks; never a full [N, V] tensor (the CPU default).
 
-Schedule ("chunk of materialised logits", KERNEL_NOTES.md): per chunk of C tokens, one GEMM into a
+Schedule ("chunks of materialised logits", docs/kernels.md#two-schedules): per chunk of C tokens, one GEMM into a
 [C, V] fp32 buffer, a row pass (logsumexp, target log-prob, entropy), O(C) per-token loss terms and
 their gradients g = dL/dlogp, h = dL/dH (chord_kernels._math), a second row pass that turns the
 buffer into dz = g (onehot - p) - h p (z - sum_j p_j z_j), then the dX and dW GEMMs. Every per-token
@@ -85,7 +85,7 @@ def _affine_(z: torch.Tensor, bias: torch.Tensor | None, inv_t: float) -> torch.
 
 def raw_logits(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """[C, V] fp32 x W^T. fp32 accumulation *and output* even for bf16 inputs: bf16-rounded logits
-    cost up to ~0.06 nats of log-prob error (KERNEL_NOTES.md, precision traps)."""
+    cost up to ~0.06 nats of log-prob error (docs/kernels.md#precision)."""
     if x.is_cuda and x.dtype in LOW_PRECISION and weight.dtype == x.dtype:
         return torch.mm(x, weight.t(), out_dtype=torch.float32)
     return x.float() @ weight.float().t()

@@ -1,6 +1,6 @@
 """naive: the readable reference. Full [N, V] fp32 logits, autograd for every gradient.
 
-Matches CHORD_SPEC.md section 2 exactly; the chunked and Triton paths are tested against it
+Matches docs/algorithm.md#objective exactly; the chunked and Triton paths are tested against it
 (computed in float64 for the gold values).
 """
 

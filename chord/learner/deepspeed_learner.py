@@ -110,7 +110,7 @@ class DeepSpeedLearner:
 
     # -- loss ----------------------------------------------------------------------------------------
     def _build_loss_fn(self):
-        """Chosen once (STYLE item 14): (hidden, weight, bias, tokens) -> (loss, metrics).
+        """Chosen once at build time (docs/architecture.md#build-functions): (hidden, weight, bias, tokens) -> (loss, metrics).
 
         torch: full fp32 logits of the scored tokens, autograd, chord.algo.chord_loss.
         auto | naive | chunked | triton: the fused chord_kernels op (no [tokens, vocab] logits with

@@ -1,7 +1,7 @@
 """Per-token log-prob and entropy from hidden states (the `loss.impl=torch` path).
 
 Logits are computed in fp32 even for a bf16 model: rounding them to bf16 before the logsumexp
-costs up to ~0.06 nats of log-prob error (KERNEL_NOTES.md), 6% of the PPO ratio.
+costs up to ~0.06 nats of log-prob error (docs/kernels.md#precision), 6% of the PPO ratio.
 """
 
 from __future__ import annotations
