@@ -6,7 +6,7 @@ GPU, one command (kernel tests first, then the benchmark; writes benchmarks/resu
   incl. dW, and forward only (token_logprobs). Measured in the same run: the bare lm_head GEMMs
   (x W^T, dX = dZ W, dW = dZ^T x, bf16 cuBLAS) and, when `liger_kernel` is importable, Liger's fused
   linear cross-entropy and chunked GRPO loss (peers). A config that runs out of memory is recorded
-  as "oom", not dropped. Bars (KERNEL_NOTES.md): fwd+bwd <= 1.2 x bare GEMMs; forward <= 1.3 x one GEMM.
+  as "oom", not dropped. Bars (docs/kernels.md#performance-targets): fwd+bwd <= 1.2 x bare GEMMs; forward <= 1.3 x one GEMM.
 CPU (peak extra memory; bar: chunked <= 5% of the full-logits path's extra memory; exit status 1 if missed):
     python benchmarks/bench_loss.py --cpu            # N=8192, H=512, V=32000, fp32
   Each CPU measurement runs in a fresh subprocess and reads the op's peak RSS (VmHWM after

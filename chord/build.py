@@ -1,4 +1,4 @@
-"""Small build_* functions that turn a validated config into the pieces of a run (STYLE item 14)."""
+"""Small build_* functions that turn a validated config into the pieces of a run (docs/architecture.md#build-functions)."""
 
 from __future__ import annotations
 

@@ -79,7 +79,7 @@ class RewardConfig:
 
 @dataclass
 class MuConfig:
-    """mu schedule, CHORD_SPEC.md section 3 (W = D = 0 gives a constant = valley)."""
+    """mu schedule, docs/algorithm.md#mu-schedule (W = D = 0 gives a constant = valley)."""
 
     peak: float = 0.1
     valley: float = 0.1

@@ -5,7 +5,7 @@ Used during training (`eval.every`: rank 0's engine, holding the current weights
 a re-run evaluation samples the same tokens); the recipe's reward grades them and a sample counts
 as solved when the reward's `correct` component is 1 (else when the reward is >= 1), so format and
 over-length penalties never change accuracy. Per benchmark:
-    avg@k           mean accuracy over all n x k samples (the paper's metric, CHORD_SPEC section 7)
+    avg@k           mean accuracy over all n x k samples (the paper's metric, docs/algorithm.md#paper-math-setting)
     pass@k          unbiased estimator (chord.eval_metrics), mean over problems
     length_mean     mean response length in tokens;  truncated_frac: share cut at max_new_tokens
 and `overall/*`: the unweighted mean over benchmarks (each benchmark counts once, like a paper's

@@ -5,7 +5,7 @@
       - {name: rl, method: grpo, init: best, trainer: {steps: 500}}
 
 A stage's config = the recipe's sections (CLI overrides included) <- the method's presets <- the
-stage's own sections, validated like any recipe. Methods (CHORD_SPEC.md section 5):
+stage's own sections, validated like any recipe. Methods (docs/algorithm.md#baselines-and-stages):
     sft    mu = 1, plain SFT weights, no rollouts        grpo   mu = 0, no expert data
     chord  the recipe's own algorithm section
 Stage i runs in run.output_dir/stage<i>-<name> (its own checkpoints, metrics, TensorBoard) and a

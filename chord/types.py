@@ -1,4 +1,4 @@
-"""Typed records that cross the rollout-worker / learner boundary (STYLE.md item 4)."""
+"""Typed records that cross the rollout-worker / learner boundary (docs/architecture.md#typed-boundary)."""
 
 from __future__ import annotations
 

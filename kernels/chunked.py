@@ -1,12 +1,13 @@
 """chunked: the CHORD loss over token chunks; never a full [N, V] tensor (the CPU default).
 
-Schedule ("chunk of materialised logits", docs/kernels.md#schedules): per chunk of C tokens, one GEMM
+Schedule ("chunk of materialised logits", docs/kernels.md#two-schedules): per chunk of C tokens, one GEMM
 into a [C, V] fp32 buffer, a row pass (logsumexp, target log-prob, entropy), then the objective itself,
 `chord.algo.chord_loss`, on those C log-probs and entropies with autograd, which gives the loss, its
 metrics and g = dL/dlogp, h = dL/dH (O(C) work: the objective is written once, in chord/algo), a
 second row pass that turns the buffer into dz = g (onehot - p) - h p (z - sum_j p_j z_j), then the dX
 and dW GEMMs. Every per-token weight is known before the sweep, so gradients are produced in the
-forward call: legal because the whole loss, normalisation included, lives inside this op. Memory, flat in N: the C x V fp32 buffer
+forward call: legal because the whole loss, normalisation included, lives inside this op.
+Memory, flat in N: the C x V fp32 buffer
 (plus a C x V copy of dz in the input dtype for bf16/fp16 inputs) and the fp32 dW accumulator.
 
 The row passes are plain torch here; chord_kernels.triton_chord swaps in fused Triton row kernels

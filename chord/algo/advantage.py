@@ -1,4 +1,4 @@
-"""GRPO group-relative advantages (CHORD_SPEC.md section 2)."""
+"""GRPO group-relative advantages (docs/algorithm.md#group-advantages)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """A = (R - mean_group(R)) / (std_group(R) + eps) with the unbiased std.
 
     rewards: [B, K], one row per prompt, K samples each. A group of one (K = 1) has no spread
-    to compare against, so it uses mean 0 and std 1 (the spec's convention), i.e. A = R / (1 + eps).
+    to compare against, so it uses mean 0 and std 1 (docs/algorithm.md#group-advantages), i.e. A = R / (1 + eps).
     Returns [B, K] float32.
     """
     if rewards.dim() != 2:

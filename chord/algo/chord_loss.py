@@ -1,4 +1,4 @@
-"""The one place RL and SFT meet: L = (1 - mu) L_GRPO + mu L_SFT (CHORD_SPEC.md section 2).
+"""The one place RL and SFT meet: L = (1 - mu) L_GRPO + mu L_SFT (docs/algorithm.md#objective).
 
 Each term is a token mean over *its own* tokens across the whole step (all micro-batches and
 ranks): the caller passes the global counts n_rollout and n_expert as denominators, so summing
@@ -38,7 +38,7 @@ class ScoredTokens:
 
 @dataclass(frozen=True)
 class LossSettings:
-    """Static loss hyper-parameters, fixed for a run (CHORD_SPEC.md section 2 defaults)."""
+    """Static loss hyper-parameters, fixed for a run (defaults: docs/algorithm.md#grpo-term)."""
 
     sft_weight: str = "phi"  # none | phi | is
     eps_low: float = 0.2
@@ -117,7 +117,7 @@ def chord_loss(
             "max:sft/weight_max": _masked_extreme(w, expert, largest=True),
             "min:sft/weight_min": _masked_extreme(w, expert, largest=False),
             "sft/expert_logp": torch.where(expert, logp.detach(), zero).sum() / n_e,
-            # learner vs rollout engine before the update: the stale-weights tell (section 6)
+            # learner vs rollout engine before the update: the stale-weights tell (docs/algorithm.md#old-log-probs)
             "gap/logp_mean": torch.where(roll, gap, zero).sum() / n_r,
             "max:gap/logp_max": _masked_extreme(gap, roll, largest=True),
         }

@@ -1,4 +1,4 @@
-"""Per-token PPO-clip policy loss, optional dual clip and k3 KL (CHORD_SPEC.md section 2)."""
+"""Per-token PPO-clip policy loss, optional dual clip and k3 KL (docs/algorithm.md#grpo-term)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The global SFT coefficient mu(s) of CHORD (CHORD_SPEC.md section 3), 1-indexed step s."""
+"""The global SFT coefficient mu(s) of CHORD (docs/algorithm.md#mu-schedule), 1-indexed step s."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-token SFT loss on expert tokens with CHORD's weights (CHORD_SPEC.md section 2)."""
+"""Per-token SFT loss on expert tokens with CHORD's weights (docs/algorithm.md#sft-term)."""
 
 from __future__ import annotations
 

@@ -110,7 +110,8 @@ class DeepSpeedLearner:
 
     # -- loss ----------------------------------------------------------------------------------------
     def _build_loss_fn(self):
-        """(hidden, weight, bias, scored tokens, mu, n_rollout, n_expert) -> (loss, metrics), chosen once.
+        """(hidden, weight, bias, scored tokens, mu, n_rollout, n_expert) -> (loss, metrics), chosen once
+        (docs/architecture.md#build-functions).
 
         Every loss.impl runs the one objective, chord.algo.chord_loss; they differ only in how the
         vocabulary is swept (chord_kernels: full logits, chunked, triton; docs/kernels.md).

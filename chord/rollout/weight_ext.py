@@ -2,7 +2,7 @@
 
 Writing into vLLM parameters is silently ignored on CPU (the GEMMs use packed copies) and
 `model.load_weights` fails there; `Worker.reload_weights` re-runs the loader's post-processing and
-works on CPU and GPU (ENV_NOTES.md). A multiprocess engine receives a safetensors path, because
+works on CPU and GPU (docs/architecture.md#weight-push). A multiprocess engine receives a safetensors path, because
 tensors do not survive collective_rpc to another process as tensors.
 """
 

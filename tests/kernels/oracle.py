@@ -1,4 +1,4 @@
-"""Test oracle: the CHORD loss's per-token gradients derived by hand (docs/kernels.md#gradients).
+"""Test oracle: the CHORD loss's per-token gradients derived by hand (docs/kernels.md#gradient-maths).
 
 The kernels differentiate `chord.algo.chord_loss` by autograd; this second, independent derivation
 of g = dL/dlogp and h = dL/dH checks that (tests/kernels/test_chord_loss.py). Not used by chord.

@@ -211,7 +211,7 @@ def test_chunk_size_does_not_change_the_result(impl):
 
 
 def test_import_without_triton():
-    """`import chord_kernels` and the torch impls work with triton unimportable (heavy runtimes at the edges)."""
+    """`import chord_kernels` and the torch impls work with triton unimportable (docs/architecture.md#heavy-imports)."""
     code = ("import sys; sys.modules['triton'] = None\n"
             "import torch, chord_kernels\n"
             "x = torch.randn(3, 4, requires_grad=True); w = torch.randn(5, 4, requires_grad=True)\n"

@@ -1,4 +1,4 @@
-"""Hand-computed values and invariants of the pure-torch CHORD maths (CHORD_SPEC.md)."""
+"""Hand-computed values and invariants of the pure-torch CHORD maths (docs/algorithm.md)."""
 
 import math
 
