@@ -119,3 +119,44 @@ def test_stream_epochs_and_exact_resume():
     assert [r.next_batch(4) for _ in range(5)] == rest
     with pytest.raises(ValueError, match="checkpoint stream has 10 rows"):
         ShuffledStream(list(range(9)), seed=5, name="t").load_state_dict(state)
+
+
+def test_one_bad_json_line_is_a_counted_skip(tok, tmp_path):
+    good = [{"prompt": f"What is {i} + 1?", "answer": i + 1} for i in range(9)]
+    lines = [json.dumps(r) for r in good]
+    lines.insert(4, '{"prompt": "What is 2 + 2?", "answer": 4')  # cut short
+    lines.insert(6, "[1, 2]")  # JSON, but not a row
+    f = tmp_path / "p.jsonl"
+    f.write_text("\n".join(lines) + "\n\n")
+    items, report = build_prompt_examples(load_rows(str(f)), tok, max_prompt_length=64, max_bad_fraction=0.5)
+    assert [i.answer for i in items] == [str(r["answer"]) for r in good]
+    assert dict(report.skipped) == {"bad_json": 1, "not_an_object": 1} and report.total == 11
+    with pytest.raises(DataError, match=r"kept 9/11, skipped 2 \(bad_json: 1, not_an_object: 1\)"):
+        build_prompt_examples(load_rows(str(f)), tok, max_prompt_length=64, max_bad_fraction=0.05)
+
+
+@pytest.mark.parametrize("name,text,needle", [
+    ("e.jsonl", "", "is empty"),
+    ("e.json", " \n\t\n", "is empty (only whitespace)"),
+    ("t.json", '[{"prompt": "a", "answer": 1}, {"prompt": "b", "ans', "malformed JSON"),
+    ("b.jsonl", "not json\n{also not\n", "no usable rows (bad_json: 2; first at line 1"),
+    ("s.json", '"just a string"', "no usable rows"),
+    ("t.parquet", "PAR1 truncated", "cannot read data file"),
+])
+def test_unusable_data_files_are_one_line_errors(tmp_path, name, text, needle):
+    f = tmp_path / name
+    f.write_text(text)
+    with pytest.raises(DataError) as e:
+        load_rows(str(f))
+    assert needle in str(e.value) and str(f) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_json_list_columns_and_jsonl_in_json(tok, tmp_path):
+    rows = [{"prompt": "What is 1 + 2?", "answer": 3}, {"prompt": "What is 2 + 2?", "answer": "4"}]
+    for text in (json.dumps(rows), json.dumps({"prompt": [r["prompt"] for r in rows], "answer": [3, "4"]}),
+                 "\n".join(json.dumps(r) for r in rows)):
+        (tmp_path / "p.json").write_text(text)
+        ds = load_rows(str(tmp_path / "p.json"))
+        assert ds.column_names == ["prompt", "answer"] and len(ds) == 2 and ds.select(range(1))[0] == rows[0]
+        items, _ = build_prompt_examples(ds, tok, max_prompt_length=64)
+        assert [i.answer for i in items] == ["3", "4"]
