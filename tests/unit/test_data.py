@@ -160,3 +160,33 @@ def test_json_list_columns_and_jsonl_in_json(tok, tmp_path):
         assert ds.column_names == ["prompt", "answer"] and len(ds) == 2 and ds.select(range(1))[0] == rows[0]
         items, _ = build_prompt_examples(ds, tok, max_prompt_length=64)
         assert [i.answer for i in items] == ["3", "4"]
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("def f(:\n    pass\n", "does not compile: invalid syntax"),
+    ("raise RuntimeError('no GPU here\\nsecond line')\n", "importing 'broken_reward_mod' raised RuntimeError: no GPU here"),
+])
+def test_reward_module_that_fails_at_import_is_one_line(tmp_path, monkeypatch, body, needle):
+    (tmp_path / "broken_reward_mod.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RewardError) as e:
+        resolve_reward("broken_reward_mod:f")
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_reward_module_with_syntax_error_exits_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "typo_reward.py").write_text("def score(response, answer)\n    return 1.0, {}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(tmp_path)])}
+    p = subprocess.run([sys.executable, str(root / "chord/train.py"), str(root / "recipes/tiny.yaml"),
+                        "reward.name=typo_reward:score", f"run.output_dir={tmp_path / 'run'}"],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    last = [ln for ln in p.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("chord: RewardError: reward 'typo_reward:score': module 'typo_reward' does not compile")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
