@@ -290,8 +290,8 @@ def run_one(cfg: ChordConfig, d) -> tuple[int, dict[str, float] | None]:
 
     run = None
     try:
+        path = checkpoint.preflight(cfg, d)  # a refused resume changes nothing (config.yaml) and costs no build
         run = build_run(cfg, d)
-        path = checkpoint.find(cfg)
         run.start_step = checkpoint.load(run, path) if path is not None else 0
     except (ConfigError, DataError, ModelError, RewardError) as e:
         print(f"chord: {type(e).__name__}: {e}", file=sys.stderr)
