@@ -282,7 +282,7 @@ def say(d, msg: str) -> None:
 
 def run_one(cfg: ChordConfig, d) -> tuple[int, dict[str, float] | None]:
     """Build, resume and train one stage; (exit status, final metrics or None if it did not finish)."""
-    from chord import checkpoint
+    from chord import checkpoint, shm_cleanup
     from chord.build import build_run
     from chord.data.loading import DataError
     from chord.models.load import ModelError
@@ -292,6 +292,7 @@ def run_one(cfg: ChordConfig, d) -> tuple[int, dict[str, float] | None]:
     try:
         path = checkpoint.preflight(cfg, d)  # a refused resume changes nothing (config.yaml) and costs no build
         run = build_run(cfg, d)
+        shm_cleanup.start_reaper(d.is_main)  # DeepSpeed's all-reduce buffers exist now; removed after a kill
         run.start_step = checkpoint.load(run, path) if path is not None else 0
     except (ConfigError, DataError, ModelError, RewardError) as e:
         print(f"chord: {type(e).__name__}: {e}", file=sys.stderr)
