@@ -18,12 +18,21 @@ from pathlib import Path
 _WATCH = r"""
 import json, os, shutil, sys, time
 import psutil
-try:
-    parent = psutil.Process(int(sys.argv[1]))
-    children = [psutil.Process(int(p)) for p in sys.argv[2].split(",") if p]
-except psutil.NoSuchProcess:
-    sys.exit(0)
-while parent.is_running() and parent.status() != psutil.STATUS_ZOMBIE:
+def process(spec):  # "pid@create_time" -> the very process, or None if it is gone (its pid may be reused)
+    pid, born = spec.split("@")
+    try:
+        p = psutil.Process(int(pid))
+        return p if abs(p.create_time() - float(born)) < 1e-3 else None
+    except psutil.Error:
+        return None
+def alive(p):
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+parent = process(sys.argv[1])  # None: killed before this watcher started, so clean up at once
+children = [c for c in map(process, filter(None, sys.argv[2].split(","))) if c is not None]
+while parent is not None and alive(parent):
     time.sleep(1.0)
 for c in children:
     try:
@@ -59,8 +68,10 @@ def start_reaper(paths: list[Path], files: list[str] | None = None, run_pids: li
     the files `files`, except a file that a live process other than `run_pids` (this run's ranks) maps."""
     import psutil  # a vLLM dependency
 
-    kids = [str(c.pid) for c in psutil.Process().children(recursive=True)]
+    me = psutil.Process()
+    kids = [f"{c.pid}@{c.create_time()!r}" for c in me.children(recursive=True)]
     spec = json.dumps({"files": files or [], "run_pids": run_pids or [os.getpid()]})
-    return subprocess.Popen([sys.executable, "-c", _WATCH, str(os.getpid()), ",".join(kids), spec, *map(str, paths)],
+    return subprocess.Popen([sys.executable, "-c", _WATCH, f"{me.pid}@{me.create_time()!r}", ",".join(kids), spec,
+                             *map(str, paths)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, close_fds=True)

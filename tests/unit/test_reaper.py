@@ -111,3 +111,15 @@ def test_clean_shutdown_removes_this_ranks_deepspeed_buffer(tmp_path, monkeypatc
     buf.write_bytes(b"\0" * 16)  # what DeepSpeed's shm_initialize leaves
     distributed.shutdown()
     assert not buf.exists()
+
+
+def test_trainer_killed_before_the_watcher_is_up_is_still_cleaned_up(tmp_path):
+    shm = tmp_path / "weights"
+    shm.mkdir()
+    code = ("import os, sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
+            "from chord.rollout.reaper import start_reaper; start_reaper([Path(sys.argv[1])]); os.kill(os.getpid(), 9)")
+    subprocess.run([sys.executable, "-c", code, str(shm), str(ROOT)], timeout=60)
+    deadline = time.time() + 15
+    while time.time() < deadline and shm.exists():
+        time.sleep(0.2)
+    assert not shm.exists()
