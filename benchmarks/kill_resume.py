@@ -5,8 +5,8 @@
 Each trial launches the run, waits until a random number of steps is logged, sleeps a random
 fraction of a step (so the kill lands anywhere: rollout, backward, weight push, checkpoint save;
 checkpoints are written every step) and SIGKILLs the whole process group; then relaunches the same
-command until it finishes. A trial is exact when every logged metric of every step (timings aside)
-and every final weight are bitwise equal to the reference run. Writes a markdown table to
+command until it finishes. A trial is exact when metrics.jsonl holds each step exactly once, and every
+logged metric of every step (timings aside) and every final weight are bitwise equal to the reference run. Writes a markdown table to
 benchmarks/results/.
 """
 
@@ -66,6 +66,11 @@ def metrics(out: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in rows]
 
 
+def rows_once(out: Path, steps: int) -> bool:
+    """metrics.jsonl holds every step exactly once, in order (a lost or repeated row fails)."""
+    return [r["step"] for r in metrics(out)] == list(range(1, steps + 1))
+
+
 def same_run(ref: Path, out: Path) -> bool:
     if metrics(ref) != metrics(out):
         return False
@@ -99,17 +104,19 @@ def main() -> int:
             if code == 0:  # the run ended before the kill point
                 break
         code, _ = launch(args, out, None, rng)
-        exact = code == 0 and same_run(ref, out)
-        rows.append((trial, "; ".join(kills), code, exact))
-        print(f"trial {trial}: {'; '.join(kills)} -> exit {code}, bit-exact: {exact}", flush=True)
+        once = code == 0 and rows_once(out, args.steps)
+        exact = once and same_run(ref, out)
+        rows.append((trial, "; ".join(kills), code, once, exact))
+        print(f"trial {trial}: {'; '.join(kills)} -> exit {code}, rows once: {once}, bit-exact: {exact}", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     day = datetime.date.today().isoformat()
     res = ROOT / "benchmarks/results" / f"kill_resume_{args.ranks}rank_{day}.md"
     lines = [f"# SIGKILL at random moments, then resume ({args.ranks} rank(s), {args.steps} steps, checkpoint "
              f"every step)", "", f"commit {commit}, {day}, CPU fp32, `python benchmarks/kill_resume.py "
              f"--trials {args.trials} --steps {args.steps} --ranks {args.ranks} --seed {args.seed}`", "",
-             "| trial | kills | final exit | bit-exact vs uninterrupted |", "|---|---|---|---|"]
-    lines += [f"| {t} | {k} | {c} | {'yes' if e else 'NO'} |" for t, k, c, e in rows]
+             "| trial | kills | final exit | each step's row once | bit-exact vs uninterrupted |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {t} | {k} | {c} | {'yes' if o else 'NO'} | {'yes' if e else 'NO'} |" for t, k, c, o, e in rows]
     lines += ["", f"{sum(e for *_, e in rows)} of {len(rows)} trials bit-exact."]
     res.write_text("\n".join(lines) + "\n")
     print(res.read_text())

@@ -2,10 +2,15 @@
 
 Layout under run.output_dir/checkpoints/:
     step_<N>/              DeepSpeed engine (model, optimizer, lr schedule) + trainer_state.json
-                           (step, data-stream positions, world size, resolved config) + rng_rank<r>.pt
+                           (step, data-stream positions, world size, resolved config, the size and
+                           sha256 of every other file) + rng_rank<r>.json
     latest                 the tag of the newest complete checkpoint (written last, by rename)
 A checkpoint is written into `.tmp-step_<N>`, fsynced and renamed; a kill during a save leaves
 the previous checkpoint loadable and the half-written folder is ignored (and reported) on resume.
+A folder whose files do not match their recorded sizes and hashes (or holds files it did not
+record) is damaged: skipped under resume=auto, refused when named. chord reads its own files as
+data (chord/checkpoint_data.py); DeepSpeed unpickles its own, which is why the hashes are checked
+before anything is loaded, and before the model and engine are built (preflight).
 vLLM sampling needs no state: every step seeds its requests from (run seed, step, prompt slot).
 """
 
@@ -13,19 +18,17 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from omegaconf import OmegaConf
 
+from chord.checkpoint_data import hash_files, restore_rng, rng_state, sha256_file
 from chord.config import ChordConfig, ConfigError, to_yaml
-from chord.distributed import barrier
+from chord.distributed import Dist, barrier, broadcast
 
 # Differences that leave the run's meaning intact; anything else refuses to resume.
 HARMLESS = ("trainer.steps", "trainer.save_every", "trainer.keep_last", "trainer.resume", "trainer.save_at_end",
@@ -52,21 +55,6 @@ def _fsync_tree(path: Path) -> None:
         os.close(fd)
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save(run: Any, step: int) -> Path:
     """Collective: every rank calls it. Returns the final folder."""
     root = run.out_dir / "checkpoints"
@@ -77,11 +65,15 @@ def save(run: Any, step: int) -> Path:
         root.mkdir(parents=True, exist_ok=True)
     barrier()
     run.learner.save_checkpoint(str(root), tag=tmp_tag, client_state={"step": step})
-    torch.save(_rng_state(), tmp / f"rng_rank{run.dist.rank}.pt")
+    (tmp / f"rng_rank{run.dist.rank}.json").write_text(json.dumps(rng_state()))
     barrier()
+    names = broadcast([str(f.relative_to(tmp)) for f in sorted(tmp.rglob("*")) if f.is_file()]
+                      if run.dist.is_main else None)
+    hashes = hash_files(tmp, names, run.dist.rank, run.dist.world)  # the ranks share the work
     if run.dist.is_main:
-        files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
+        files = {n: (tmp / n).stat().st_size for n in names}
         state = {"step": step, "world_size": run.dist.world, "config": to_yaml(run.cfg), "files": files,
+                 "sha256": hashes,
                  "nonfinite_streak": run.nonfinite_streak, "best": run.best,
                  "prompts": run.prompts.state_dict() if run.prompts else None,
                  "experts": run.experts.state_dict() if run.experts else None}
@@ -137,10 +129,11 @@ def find_in(root: Path) -> Path | None:
 
 
 def damage(path: Path) -> str | None:
-    """Why the checkpoint in `path` cannot be trusted (missing or truncated files), or None."""
+    """Why the checkpoint in `path` cannot be trusted (missing, truncated, changed or extra files), or None."""
     try:
-        files = json.loads((path / STATE).read_text())["files"]
-    except (OSError, ValueError, KeyError) as e:
+        state = json.loads((path / STATE).read_text())
+        files, hashes = state["files"], state.get("sha256")
+    except (OSError, ValueError, KeyError, TypeError) as e:
         return f"unreadable {STATE} ({type(e).__name__})"
     for name, size in files.items():
         f = path / name
@@ -148,7 +141,57 @@ def damage(path: Path) -> str | None:
             return f"{name} is missing"
         if f.stat().st_size != size:
             return f"{name} has {f.stat().st_size} bytes, {size} were written"
+    extra = sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file()
+                   and f.name != STATE and str(f.relative_to(path)) not in files)
+    if extra:  # DeepSpeed picks files by name: one the save did not write must not be loaded
+        return f"{extra[0]} was not written by the save"
+    if hashes is None:
+        _say(f"checkpoint {path} has no content hashes (written by an older chord): sizes checked only")
+        return None
+    for name in files:
+        if hashes.get(name) != sha256_file(path / name):
+            return f"{name} does not match its recorded sha256 (changed after the save)"
     return None
+
+
+def preflight(cfg: ChordConfig, d: Dist) -> Path | None:
+    """Collective, before the model and engine are built: rank 0 picks the checkpoint per trainer.resume,
+    checks its files (sizes, hashes), world size and config; every rank gets the checkpoint or the error."""
+    verdict: tuple[str | None, str | None] = (None, None)
+    if d.is_main:
+        try:
+            path = find(cfg)
+            if path is not None:
+                check_resumable(path, cfg, d.world)
+            verdict = (str(path) if path is not None else None, None)
+        except ConfigError as e:
+            verdict = (None, str(e))
+    found, error = broadcast(verdict)
+    if error is not None:
+        raise ConfigError(error)
+    return Path(found) if found is not None else None
+
+
+def _zero_stage(cfg: ChordConfig) -> int:
+    """The ZeRO stage DeepSpeed will use (deepspeed.config_path was checked to be a JSON object)."""
+    if cfg.deepspeed.config_path:
+        ds = json.loads(Path(cfg.deepspeed.config_path).read_text())
+        return int((ds.get("zero_optimization") or {}).get("stage", 0))
+    return cfg.deepspeed.zero_stage
+
+
+def check_resumable(path: Path, cfg: ChordConfig, world: int) -> None:
+    """The refusals of `load`, made before anything is built (load repeats them as a safety net)."""
+    state = json.loads((path / STATE).read_text())
+    old_world, stage = state["world_size"], _zero_stage(cfg)
+    if old_world != world and stage != 0:
+        raise ConfigError(f"checkpoint {path} was written by {old_world} ranks with ZeRO-{stage}, this launch has "
+                          f"{world}: ZeRO-1/2/3 optimizer shards reload only on the same number of ranks; relaunch "
+                          f"with {old_world} (ZeRO-0 checkpoints move freely)")
+    meaningful, _ = config_differences(state["config"], cfg)
+    if meaningful:
+        raise ConfigError(f"checkpoint {path} was trained with a different config: {', '.join(meaningful)} "
+                          "(set trainer.resume=none and a new run.output_dir to start a new run)")
 
 
 def config_differences(saved_yaml: str, cfg: ChordConfig) -> tuple[list[str], list[str]]:
@@ -192,8 +235,7 @@ def load(run: Any, path: Path) -> int:
     run.best = state.get("best")
     # every rank's own RNG when the world is unchanged; a new rank takes rank 0's (sampling and data order
     # do not use these generators: they are seeded per step, so a resharded run stays the same run)
-    rng = path / f"rng_rank{run.dist.rank}.pt"
-    _set_rng_state(torch.load(rng if rng.is_file() else path / "rng_rank0.pt", weights_only=False))
+    restore_rng(_rng_file(path, run.dist.rank))
     if run.dist.is_main and old_world != run.dist.world:
         _say(f"checkpoint written by {old_world} ranks, resuming on {run.dist.world} (ZeRO-0: full state on each rank)")
     if run.dist.is_main:
@@ -201,6 +243,15 @@ def load(run: Any, path: Path) -> int:
             _truncate_metrics(run.out_dir / log, state["step"])
         _say(f"resumed from {path} at step {state['step']}")
     return int(state["step"])
+
+
+def _rng_file(path: Path, rank: int) -> Path:
+    """rng_rank<r>.json, else an older checkpoint's .pt; a rank the checkpoint did not have takes rank 0's."""
+    for r in (rank, 0):
+        for suffix in (".json", ".pt"):
+            if (path / f"rng_rank{r}{suffix}").is_file():
+                return path / f"rng_rank{r}{suffix}"
+    raise ConfigError(f"checkpoint {path} has no rng_rank0.json")
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

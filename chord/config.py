@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,13 +238,15 @@ LIST_ITEMS: dict[tuple[type, str], type] = {(EvalConfig, "benchmarks"): Benchmar
 
 def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> ChordConfig:
     """Schema defaults <- recipe YAML <- CLI overrides, validated; returns typed dataclasses."""
+    from chord.recipe_yaml import load_recipe, parse_override
+
     try:
         merged = OmegaConf.structured(ChordConfig)
         layers: list[tuple[str, Any]] = []
         if recipe is not None:
             if not Path(recipe).is_file():
                 raise ConfigError(f"recipe file not found: {recipe}")
-            layers.append((str(recipe), OmegaConf.load(recipe)))
+            layers.append((str(recipe), load_recipe(Path(recipe))))
         stage_overrides: list[tuple[int, str]] = []
         for item in overrides or []:
             if "=" not in item:
@@ -251,7 +255,7 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
             if m:  # stages.<i>.section.key=value reaches one stage (checked by chord.stages)
                 stage_overrides.append((int(m.group(1)), item.split(".", 2)[2]))
                 continue
-            layers.append((f"override {item}", OmegaConf.from_dotlist([item])))
+            layers.append((f"override {item}", parse_override(item)))
         for _, layer in layers:
             if isinstance(layer, ListConfig):
                 raise ConfigError("a recipe must be a mapping of sections, not a list")
@@ -260,7 +264,7 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
         for i, item in stage_overrides:
             if i >= len(merged.stages):
                 raise ConfigError(f"override 'stages.{i}...': the recipe has {len(merged.stages)} stages (0-indexed)")
-            merged.stages[i] = OmegaConf.merge(merged.stages[i], OmegaConf.from_dotlist([item]))
+            merged.stages[i] = OmegaConf.merge(merged.stages[i], parse_override(item))
         cfg: ChordConfig = OmegaConf.to_object(merged)  # resolves ${} interpolations
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
@@ -287,6 +291,8 @@ def _one_of(value: Any, key: str, choices: tuple) -> None:
 def validate(cfg: ChordConfig) -> None:
     """Impossible values fail here, before any model or engine is built."""
     validate_eval(cfg)
+    validate_ranges(cfg)
+    validate_paths(cfg)
     rw = cfg.reward
     _one_of(rw.fallback, "reward.fallback", ("none", "last_number"))
     _require(rw.timeout_s > 0, "reward.timeout_s", f"must be > 0, got {rw.timeout_s}")
@@ -379,6 +385,67 @@ def validate_eval(cfg: ChordConfig) -> None:
             f"{b.name}/{s}" for b in ev.benchmarks
             for s in (f"avg@{b.k or ev.k}", f"pass@{b.k or ev.k}", *EVAL_STATS)]
         _require(ev.best_metric in valid, "eval.best_metric", f"must be one of {', '.join(valid)}; got {ev.best_metric!r}")
+
+
+def _finite(cfg: Any, prefix: str = "") -> None:
+    """NaN passes every `>`/`<` range check as False but `not (x < y)` as True: refuse it (and inf) outright."""
+    for f in dataclasses.fields(cfg):
+        v, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(v):
+            _finite(v, f"{key}.")
+        elif isinstance(v, float):
+            _require(math.isfinite(v), key, f"must be a finite number, got {v}")
+
+
+def validate_ranges(cfg: ChordConfig) -> None:
+    """Numeric settings that torch, DeepSpeed or vLLM would reject only minutes later (or never)."""
+    _finite(cfg)
+    t, r, d, a = cfg.trainer, cfg.rollout, cfg.data, cfg.algorithm
+    _require(0 <= cfg.run.seed < 2**32 - 1, "run.seed", f"must be in [0, 2^32 - 1) (numpy seeds), got {cfg.run.seed}")
+    for name in ("adam_beta1", "adam_beta2"):
+        v = getattr(t, name)
+        _require(0 <= v < 1, f"trainer.{name}", f"must be in [0, 1), got {v}")
+    _require(t.adam_eps > 0, "trainer.adam_eps", f"must be > 0, got {t.adam_eps}")
+    _require(t.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    _require(t.grad_clip > 0, "trainer.grad_clip", f"must be > 0 (the max gradient norm), got {t.grad_clip}")
+    _require(t.lr_warmup_steps >= 0, "trainer.lr_warmup_steps", f"must be >= 0, got {t.lr_warmup_steps}")
+    _require(a.advantage_eps > 0, "algorithm.advantage_eps", f"must be > 0 (divides by the group std), got {a.advantage_eps}")
+    _require(cfg.loss.chunk_size >= 1, "loss.chunk_size", f"must be >= 1, got {cfg.loss.chunk_size}")
+    _require(r.tensor_parallel_size >= 1, "rollout.tensor_parallel_size", f"must be >= 1, got {r.tensor_parallel_size}")
+    _require(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization",
+             f"must be in (0, 1], got {r.gpu_memory_utilization}")
+    _require(r.kv_cache_gib > 0, "rollout.kv_cache_gib", f"must be > 0, got {r.kv_cache_gib}")
+    for name, sub in (("prompts", d.prompts), ("expert", d.expert)):
+        _require(0 <= sub.max_bad_fraction <= 1, f"data.{name}.max_bad_fraction",
+                 f"must be in [0, 1], got {sub.max_bad_fraction}")
+    _require(d.prompts.max_prompt_length >= 1, "data.prompts.max_prompt_length",
+             f"must be >= 1, got {d.prompts.max_prompt_length}")
+    _require(d.expert.max_length >= 1, "data.expert.max_length", f"must be >= 1, got {d.expert.max_length}")
+    ev = cfg.eval
+    _require(ev.max_prompt_length is None or ev.max_prompt_length >= 1, "eval.max_prompt_length", "must be >= 1 or null")
+
+
+def _not_a_file(path: str, key: str) -> None:
+    """`path` must be usable as a folder: neither it nor a parent may be an existing file."""
+    for p in (Path(path), *Path(path).parents):
+        _require(not (p.exists() and not p.is_dir()), key, f"= {path}: {p} is a file, not a folder")
+
+
+def validate_paths(cfg: ChordConfig) -> None:
+    """Folders and files named by the recipe, checked before anything is built."""
+    _not_a_file(cfg.run.output_dir, "run.output_dir")
+    sources = (cfg.data.prompts.source, cfg.data.expert.source, *(b.source for b in cfg.eval.benchmarks))
+    if cfg.model.path == "tiny" or any(str(s).startswith("builtin:") for s in sources):
+        _not_a_file(cfg.model.cache_dir, "model.cache_dir")  # the tiny model and task files are built there
+    ds = cfg.deepspeed.config_path
+    if ds:
+        try:
+            parsed = json.loads(Path(ds).read_text())
+        except OSError as e:
+            raise ConfigError(f"'deepspeed.config_path' = {ds}: cannot read ({e.strerror or type(e).__name__})") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ConfigError(f"'deepspeed.config_path' = {ds}: not valid JSON ({str(e).splitlines()[0]})") from None
+        _require(isinstance(parsed, dict), "deepspeed.config_path", f"= {ds}: must hold a JSON object")
 
 
 def to_yaml(cfg: ChordConfig) -> str:

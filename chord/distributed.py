@@ -10,6 +10,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from chord import shm_cleanup
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -36,6 +38,7 @@ def init_distributed() -> Dist:
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
+    shm_cleanup.remember(dist.get_world_size())
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
@@ -68,5 +71,7 @@ def barrier() -> None:
 def shutdown() -> None:
     """Leave the process group cleanly: exiting with it open can abort a gloo peer mid-teardown."""
     if dist.is_initialized():
+        rank = dist.get_rank()
         dist.barrier()
         dist.destroy_process_group()
+        shm_cleanup.remove(rank)  # DeepSpeed never unlinks its all-reduce buffer

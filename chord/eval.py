@@ -69,6 +69,21 @@ def resolve_model(target: str, out: Path, cfg: ChordConfig) -> str:
     return resolve_model_path(target, cfg.model.cache_dir)
 
 
+RUN_MARKERS = ("checkpoints", "config.yaml", "stage_done.json")  # what a training run (or stage) folder holds
+
+
+def check_out_dir(out: Path) -> None:
+    """--out replaces the folder's eval.jsonl and metrics.jsonl: never a training run's (or stage's) own."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    folders = [out, *(p for p in out.glob("stage*") if p.is_dir())] if out.is_dir() else []
+    for folder in folders:
+        marker = next((m for m in RUN_MARKERS if (folder / m).exists()), None)
+        if marker is not None:
+            raise ConfigError(f"--out {out} is a training run's folder ({folder / marker} exists): its eval.jsonl "
+                              f"and metrics.jsonl would be replaced; choose another folder, e.g. --out {out / 'evals'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m chord.eval", description=__doc__.splitlines()[0])
     p.add_argument("model", help="model folder / hub id, chord run folder, or checkpoints/step_N folder")
@@ -100,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from chord.rewards import RewardError
 
     try:
+        check_out_dir(a.out)
         cfg = build_config(a)
         return run(cfg, a.model, a.out, samples=not a.no_samples)
     except (ConfigError, DataError, ModelError, RewardError) as e:
@@ -118,7 +134,8 @@ def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
     quiet_libraries()
     reward_fn = build_reward(cfg.reward)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.jsonl").unlink(missing_ok=True)  # one evaluation per output folder
+    for name in ("eval.jsonl", "metrics.jsonl"):  # one evaluation per output folder (check_out_dir)
+        (out / name).unlink(missing_ok=True)
     model_path = resolve_model(target, out, cfg)
     benchmarks = build_benchmarks(cfg, load_tokenizer(model_path))
     e = cfg.eval

@@ -22,9 +22,12 @@ from chord.models.load import ModelError
 
 def checkpoint_folder(path: Path) -> Path:
     """A step folder as given, or the `latest` one of a run folder or of its checkpoints folder."""
-    from chord.checkpoint import STATE, find_in
+    from chord.checkpoint import STATE, damage, find_in
 
     if (path / STATE).is_file():
+        problem = damage(path)  # sizes and sha256 before DeepSpeed's loader unpickles anything
+        if problem:
+            raise ConfigError(f"checkpoint {path} is damaged: {problem}")
         return path
     for root in (path / "checkpoints", path):
         found = find_in(root) if root.is_dir() else None
@@ -40,11 +43,17 @@ def export(ckpt: Path, out_dir: Path) -> Path:
     from chord.learner.ds_checkpoint import policy_state_dict
     from chord.models.load import load_causal_lm, load_tokenizer, resolve_model_path
 
-    saved = json.loads((ckpt / STATE).read_text())
-    cfg: ChordConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ChordConfig), OmegaConf.create(saved["config"])))
+    try:
+        saved = json.loads((ckpt / STATE).read_text())
+        cfg: ChordConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ChordConfig),
+                                                               OmegaConf.create(saved["config"])))
+    except Exception as e:  # a hand-edited or foreign trainer_state.json: JSON, YAML or schema errors
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise ConfigError(f"checkpoint {ckpt}: unusable {STATE} ({type(e).__name__}: {first})") from None
+    weights = policy_state_dict(ckpt)  # a bad checkpoint fails before the model is built or downloaded
     model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
     model = load_causal_lm(model_path, torch.float32)
-    missing, unexpected = model.load_state_dict(policy_state_dict(ckpt), strict=False)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
     if set(missing) - tied or unexpected:
         raise ModelError(f"{ckpt} does not match {model_path}: missing {sorted(missing)[:5]}, "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +22,9 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            # purge_step: after a resume, events of the re-run steps replace the interrupted ones
-            self.writer = SummaryWriter(str(self.dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+            # purge_step: after a resume, events of the re-run steps replace the interrupted ones; a fresh
+            # start (0) hides an earlier launch's events in the same folder
+            self.writer = SummaryWriter(str(self.dir / "tensorboard"), purge_step=start_step + 1 if start_step else 0)
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
@@ -38,6 +41,23 @@ class RunLogger:
             self.jsonl.close()
             if self.writer is not None:
                 self.writer.close()
+
+
+RUN_LOGS = ("metrics.jsonl", "eval.jsonl")
+
+
+def set_aside_old_logs(out_dir: Path) -> None:
+    """A run starting at step 0 in a folder that holds an earlier launch's logs (killed before its first
+    checkpoint, or `trainer.resume=none`) must not append to them (steps 1, 2, 1, 2, 3): they are kept
+    under a new name and the new run writes fresh files."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in RUN_LOGS:
+        old = out_dir / name
+        if old.is_file() and old.stat().st_size:
+            kept = out_dir / f"{name}.prev-{stamp}"
+            os.replace(old, kept)
+            print(f"chord: starting at step 0; the earlier {name} of {out_dir} is kept as {kept.name}",
+                  file=sys.stderr, flush=True)
 
 
 @contextmanager

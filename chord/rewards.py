@@ -54,6 +54,12 @@ def resolve_reward(name: str) -> RewardFn:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise RewardError(f"reward '{name}': cannot import module '{module_name}' ({e})") from None
+    except SyntaxError as e:  # its message alone lacks the place
+        raise RewardError(f"reward '{name}': module '{module_name}' does not compile: {e.msg} "
+                          f"({e.filename}, line {e.lineno})") from None
+    except Exception as e:  # the module's own top-level code raised: a broken module, not a crash of ours
+        first = (str(e).splitlines() or [""])[0]
+        raise RewardError(f"reward '{name}': importing '{module_name}' raised {type(e).__name__}: {first}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise RewardError(f"reward '{name}': '{module_name}' has no callable '{attr}'")

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import multiprocessing as mp
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -194,6 +195,13 @@ def _kill(w: _Worker) -> None:
     w.conn.close()
 
 
+def _reap(proc: subprocess.Popen) -> None:
+    """Wait for a SIGKILLed worker to be gone (no zombie). Tearing down a worker that grew to GBs
+    takes seconds under load: never on a caller's path."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=60)
+
+
 def _close_all(workers: list[_Worker]) -> None:
     for w in workers:
         w.conn.close()  # idle workers exit on EOF
@@ -221,6 +229,12 @@ class _VerifierPool:
         weakref.finalize(self, _close_all, self.workers)  # also runs at exit
         self.start_failures = 0
         self.lock = threading.Lock()  # one batch at a time per pool
+        # Killed workers are reaped and replaced by background threads: a timed-out sample returns at its
+        # deadline. New workers arrive through `spawned`, and a byte on the wake pipe interrupts wait().
+        self.respawning: list[threading.Thread] = []
+        self.pending = 0  # replacements asked for and not yet adopted
+        self.spawned: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
+        self.wake_r, self.wake_w = mp.Pipe(duplex=False)
 
     def _spawn(self) -> _Worker:
         parent, child = mp.Pipe()
@@ -233,12 +247,46 @@ class _VerifierPool:
         return _Worker(proc, parent)
 
     def _replace(self, w: _Worker) -> None:
-        _kill(w)
-        self.workers[self.workers.index(w)] = self._spawn()
+        """SIGKILL `w` and return at once; a background thread reaps it and starts its successor."""
+        w.proc.kill()
+        w.conn.close()
+        self.workers.remove(w)
+        self.pending += 1
+        th = threading.Thread(target=self._respawn, args=(w.proc,), daemon=True, name="chord-verifier-respawn")
+        self.respawning.append(th)
+        th.start()
+
+    def _respawn(self, proc: subprocess.Popen) -> None:
+        _reap(proc)
+        try:
+            self.spawned.put(self._spawn())
+        except OSError:  # e.g. out of processes: _fill tries again on the next batch
+            self.spawned.put(None)
+        with contextlib.suppress(OSError):
+            self.wake_w.send_bytes(b"1")
+
+    def _adopt(self) -> None:
+        """Take in the workers the background threads have started."""
+        while self.wake_r.poll():
+            self.wake_r.recv_bytes()
+        while not self.spawned.empty():
+            w = self.spawned.get()
+            self.pending -= 1
+            if w is not None:
+                self.workers.append(w)
+        self.respawning = [t for t in self.respawning if t.is_alive()]
 
     def _fill(self) -> None:
-        while len(self.workers) < self.n:
+        self._adopt()
+        while len(self.workers) + self.pending < self.n:
             self.workers.append(self._spawn())
+
+    def _wait(self, conns: list, timeout: float) -> list:
+        """wait() on the workers' pipes and the wake pipe; adopts respawned workers."""
+        ready = wait([*conns, self.wake_r], timeout=timeout)
+        if self.wake_r in ready:
+            self._adopt()
+        return [c for c in ready if c is not self.wake_r]
 
     def _receive(self, w: _Worker, results: dict[int, tuple[str, bool]]) -> None:
         try:
@@ -294,7 +342,7 @@ class _VerifierPool:
                     self._dispatch(pending)
                     busy = [w.deadline for w in self.workers if w.job is not None]
                     wait_s = max(0.0, min(busy) - time.monotonic()) if busy else 1.0
-                    for conn in wait([w.conn for w in self.workers], timeout=wait_s):
+                    for conn in self._wait([w.conn for w in self.workers], wait_s):
                         w = next((w for w in self.workers if w.conn is conn), None)
                         if w is not None:  # may have been replaced earlier in this loop
                             self._receive(w, results)
@@ -308,15 +356,21 @@ class _VerifierPool:
     def warm_up(self) -> None:
         with self.lock:
             self._fill()
-            while not all(w.ready for w in self.workers):
-                for conn in wait([w.conn for w in self.workers if not w.ready], timeout=1.0):
+            while self.pending or not all(w.ready for w in self.workers):
+                for conn in self._wait([w.conn for w in self.workers if not w.ready], 1.0):
                     w = next((w for w in self.workers if w.conn is conn), None)
                     if w is not None:
                         self._receive(w, {})
+                self._adopt()
 
     def close(self) -> None:
         with self.lock:
+            for th in self.respawning:
+                th.join(timeout=65)  # their new workers must not outlive the pool
+            self._adopt()
             _close_all(self.workers)
+            self.wake_r.close()
+            self.wake_w.close()
 
 
 # ---------------------------------------------------------------- the reward

@@ -26,7 +26,7 @@ from chord.batching import collate, count_tokens, expert_row, plan_micro_batches
 from chord.config import ChordConfig, ConfigError, load_config, to_yaml
 from chord.distributed import broadcast, init_distributed, shutdown
 from chord.learner.guarded_adamw import NonFiniteError
-from chord.logger import RunLogger, timed
+from chord.logger import RunLogger, set_aside_old_logs, timed
 from chord.rewards import is_correct, score_all
 from chord.step_metrics import all_reduce, drop_absent, to_floats
 
@@ -97,6 +97,8 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
 
     t, d = cfg.trainer, run.dist
     n_roll, n_exp = rows_per_step(cfg)
+    if run.start_step == 0 and d.is_main:
+        set_aside_old_logs(run.out_dir)
     run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=run.start_step)
     if run.start_step and uses_rl(cfg):
         push_weights(run, run.start_step)  # restored weights into vLLM before the first rollout
@@ -106,6 +108,7 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
     bar = tqdm(range(run.start_step + 1, t.steps + 1), desc=cfg.run.name, initial=run.start_step, total=t.steps,
                disable=not (d.is_main and cfg.logging.progress_bar), dynamic_ncols=True)
     m: dict[str, float] = {}
+    saved_times: dict[str, float] = {}  # the last save's duration, logged with the next step
     step = run.start_step
     for step in bar:
         if os.environ.get("CHORD_TEST_KILL_AT_STEP") == str(step) and d.is_main:  # test hook: preemption
@@ -139,13 +142,16 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
             with timed(times, "eval"):
                 m.update(run_eval(run, step))
         stopping = broadcast(stop.requested)  # every rank must agree to save and stop
-        if stopping or (t.save_every and step % t.save_every == 0) or (step == t.steps and t.save_at_end):
-            with timed(times, "checkpoint"):
-                checkpoint.save(run, step)
         tokens = n_rollout_tok + n_expert_tok
-        m.update(times, **{"throughput/tokens_per_s": tokens / times["time/step"],
-                           "tokens/rollout": n_rollout_tok, "tokens/expert": n_expert_tok})
+        m.update(times, **saved_times, **{"throughput/tokens_per_s": tokens / times["time/step"],
+                                          "tokens/rollout": n_rollout_tok, "tokens/expert": n_expert_tok})
+        # The row is written before the checkpoint: a kill during or after the save then never loses it (a
+        # resume from this checkpoint keeps rows <= its step, one from an older one drops and re-runs them).
+        # So a save's duration is logged in the next row, as time/checkpoint_prev.
         run.logger.log(step, m)
+        saved_times = {}
+        if stopping or (t.save_every and step % t.save_every == 0) or (step == t.steps and t.save_at_end):
+            saved_times = timed_save(run, step)
         bar.set_postfix(reward=f"{m.get('reward/mean', float('nan')):.3f}", mu=f"{mu:.3f}",
                         step_s=f"{times['time/step']:.2f}")
         if stopping:
@@ -156,6 +162,17 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
     if step == t.steps and t.save_at_end:
         run.learner.export(run.out_dir / "final", run.tokenizer)
     return m, step == t.steps
+
+
+def timed_save(run: Run, step: int) -> dict[str, float]:
+    from chord import checkpoint
+
+    times: dict[str, float] = {}
+    with timed(times, "checkpoint"):
+        checkpoint.save(run, step)
+    if os.environ.get("CHORD_TEST_KILL_AFTER_SAVE") == str(step) and run.dist.is_main:  # test hook
+        os.kill(os.getpid(), 9)
+    return {"time/checkpoint_prev": times["time/checkpoint"]}
 
 
 def push_weights(run: Run, step: int) -> None:
@@ -267,7 +284,7 @@ def say(d, msg: str) -> None:
 
 def run_one(cfg: ChordConfig, d) -> tuple[int, dict[str, float] | None]:
     """Build, resume and train one stage; (exit status, final metrics or None if it did not finish)."""
-    from chord import checkpoint
+    from chord import checkpoint, shm_cleanup
     from chord.build import build_run
     from chord.data.loading import DataError
     from chord.models.load import ModelError
@@ -275,8 +292,9 @@ def run_one(cfg: ChordConfig, d) -> tuple[int, dict[str, float] | None]:
 
     run = None
     try:
+        path = checkpoint.preflight(cfg, d)  # a refused resume changes nothing (config.yaml) and costs no build
         run = build_run(cfg, d)
-        path = checkpoint.find(cfg)
+        shm_cleanup.start_reaper(d.is_main)  # DeepSpeed's all-reduce buffers exist now; removed after a kill
         run.start_step = checkpoint.load(run, path) if path is not None else 0
     except (ConfigError, DataError, ModelError, RewardError) as e:
         print(f"chord: {type(e).__name__}: {e}", file=sys.stderr)

@@ -1,7 +1,9 @@
-"""Expert and RL-prompt datasets through `datasets`, chat-templated, every skipped row counted.
+"""Expert and RL-prompt datasets, chat-templated, every skipped row counted.
 
-A malformed row (missing field, wrong type, empty response, too long under the "drop" policy) is
-skipped with a reason; the per-reason counts are reported, and a bad fraction above
+Local json/jsonl files are read by chord (chord/data/json_rows.py: a line that is not JSON is a
+counted `bad_json` skip); parquet, csv and hub datasets go through `datasets`. A malformed row
+(missing field, wrong type, empty response, too long under the "drop" policy) is skipped with a
+reason; the per-reason counts are reported, and a bad fraction above
 `max_bad_fraction` aborts with a one-line DataError. Nothing is skipped silently.
 """
 
@@ -53,21 +55,40 @@ def load_rows(source: str, split: str = "train"):
 
     p = Path(source).expanduser()
     if p.is_file():
-        fmt = _FORMATS.get(p.suffix)
-        if fmt is None:
+        if p.suffix not in _FORMATS:
             raise DataError(f"data file '{p}': unsupported extension (use {', '.join(_FORMATS)})")
-        return datasets.load_dataset(fmt, data_files=str(p), split="train")
+        return _local_rows([p])
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix in _FORMATS)
         if not files:
             raise DataError(f"data folder '{p}' has no json/jsonl/parquet/csv files")
-        return datasets.load_dataset(_FORMATS[files[0].suffix], data_files=[str(f) for f in files], split="train")
+        if len({_FORMATS[f.suffix] for f in files}) > 1:
+            raise DataError(f"data folder '{p}' mixes formats ({', '.join(sorted({f.suffix for f in files}))}): use one")
+        return _local_rows(files)
     if source.startswith((".", "/", "~")) or p.suffix in _FORMATS:
         raise DataError(f"data file '{source}' does not exist")
     try:
         return datasets.load_dataset(source, split=split)
     except Exception as e:  # hub errors come in many types; report one line
         raise DataError(f"cannot load dataset '{source}' split '{split}': {str(e).splitlines()[0]}") from None
+
+
+def _local_rows(files: list[Path]):
+    """json/jsonl: chord's own line-by-line reader (bad lines counted); parquet/csv: datasets."""
+    import datasets
+
+    from chord.data.json_rows import Rows, read_json_rows
+
+    if files[0].suffix in (".json", ".jsonl"):
+        parts = [read_json_rows(f) for f in files]
+        return Rows([r for part in parts for r in part.rows], sum((part.bad for part in parts), Counter()),
+                    next((f"{f}: {part.first_bad}" for f, part in zip(files, parts) if part.first_bad), ""))
+    try:
+        return datasets.load_dataset(_FORMATS[files[0].suffix], data_files=[str(f) for f in files], split="train")
+    except Exception as e:  # pyarrow/pandas errors come in many types: a truncated parquet, an empty csv
+        first = (str(e).splitlines() or [""])[0]
+        raise DataError(f"cannot read data file '{files[0]}'{' (and others)' if len(files) > 1 else ''}: "
+                        f"{type(e).__name__}: {first}") from None
 
 
 def _ids(tokenizer: Any, messages: list[dict], generation_prompt: bool) -> list[int]:
@@ -138,6 +159,8 @@ def _expert_example(row: dict, index: int, tokenizer: Any, *, columns: tuple, sy
 
 def _collect(ds, name: str, make) -> tuple[list, SkipReport]:
     report = SkipReport(name)
+    report.skipped.update(getattr(ds, "bad", {}))  # lines of a json/jsonl file that were not row objects
+    report.total = sum(report.skipped.values())
     items = []
     for i, row in enumerate(ds):
         report.total += 1

@@ -243,6 +243,8 @@ def prepare(out_dir: str | Path, *, source: str = DEFAULT_SOURCE, split: str = "
     counts: Counter = Counter(rows_read=0, cjk_dropped=0, problems_kept=0, generations_correct=0,
                               generations_too_long=0)
     skipped: Counter = Counter()
+    skipped.update(getattr(rows, "bad", {}))  # jsonl lines that were not row objects
+    counts["rows_read"] += sum(skipped.values())
     problems = _scan(rows, length_fn, max_tokens, counts, skipped)
     if counts["rows_read"] == 0:
         raise DataError(f"'{source}' has no rows")

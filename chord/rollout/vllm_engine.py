@@ -61,9 +61,12 @@ class VLLMEngine:
             worker_extension_cls="chord.rollout.weight_ext.WeightSyncExtension",
             **kwargs,
         )
-        self._shm = Path(tempfile.mkdtemp(prefix="chord_weights_", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+        # weights reach an engine process through a shared-memory file; in-process they are handed over
+        # directly, so no folder is made that a SIGKILL could leave behind
+        self._shm = Path(tempfile.mkdtemp(prefix="chord_weights_", dir="/dev/shm" if Path("/dev/shm").is_dir()
+                                          else None)) if multiprocess else None
         # a SIGKILLed trainer must not leave the engine process (and its memory) running
-        self._reaper = start_reaper([self._shm]) if multiprocess else None
+        self._reaper = start_reaper([self._shm]) if self._shm is not None else None
 
     def generate(self, prompts: Sequence[PromptExample], samples: int, step: int,
                  sampling: Sampling | None = None) -> list[Rollout]:
@@ -96,7 +99,7 @@ class VLLMEngine:
 
     def push_weights(self, named: Iterable[tuple[str, torch.Tensor]], version: int) -> None:
         tensors = [(n, t.detach().to("cpu").contiguous()) for n, t in named]
-        if self.multiprocess:
+        if self._shm is not None:
             from safetensors.torch import save_file
 
             path = self._shm / "weights.safetensors"
@@ -112,7 +115,8 @@ class VLLMEngine:
         self.version = version
 
     def close(self) -> None:
-        shutil.rmtree(self._shm, ignore_errors=True)
+        if self._shm is not None:
+            shutil.rmtree(self._shm, ignore_errors=True)
         with contextlib.suppress(Exception):
             self.llm.llm_engine.engine_core.shutdown()
         del self.llm

@@ -86,6 +86,32 @@ def test_sigkill_mid_run_then_resume(reference, tiny_cache, tmp_path):
     _assert_same_run(ref, out)
 
 
+def test_kill_right_after_a_save_loses_no_metrics_row(reference, tiny_cache, tmp_path):
+    """SIGKILL after checkpoint step_2 is complete: the resume starts at step 3, so row 2 must already exist."""
+    ranks, ref = 1, _only(reference, 1, "the row order does not depend on the rank count")
+    out = tmp_path / "run"
+    p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_KILL_AFTER_SAVE": "2"})
+    assert p.returncode != 0 and (out / "checkpoints/latest").read_text() == "step_2"
+    assert [r["step"] for r in _metrics(out)] == [1, 2]
+    p = _launch(ranks, tiny_cache, out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    _assert_same_run(ref, out)  # steps 1..4, each exactly once
+
+
+def test_restart_before_the_first_checkpoint_starts_fresh_logs(reference, tiny_cache, tmp_path):
+    ranks, ref = 1, _only(reference, 1, "the logger runs on rank 0 only")
+    out = tmp_path / "run"
+    p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_KILL_AT_STEP": "2"})
+    assert p.returncode != 0 and not (out / "checkpoints").exists()
+    assert [r["step"] for r in _metrics(out)] == [1]
+    p = _launch(ranks, tiny_cache, out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "starting at step 0; the earlier metrics.jsonl" in p.stderr
+    _assert_same_run(ref, out)  # not 1, 1, 2, 3, 4
+    kept = list(out.glob("metrics.jsonl.prev-*"))
+    assert len(kept) == 1 and [json.loads(x)["step"] for x in kept[0].read_text().splitlines()] == [1]
+
+
 def test_sigterm_checkpoints_and_exits_cleanly(reference, tiny_cache, tmp_path):
     ranks, ref = 1, _only(reference, 1, "the 2-rank cases are covered by the mid-save kill")
     out = tmp_path / "run"

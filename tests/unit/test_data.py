@@ -119,3 +119,74 @@ def test_stream_epochs_and_exact_resume():
     assert [r.next_batch(4) for _ in range(5)] == rest
     with pytest.raises(ValueError, match="checkpoint stream has 10 rows"):
         ShuffledStream(list(range(9)), seed=5, name="t").load_state_dict(state)
+
+
+def test_one_bad_json_line_is_a_counted_skip(tok, tmp_path):
+    good = [{"prompt": f"What is {i} + 1?", "answer": i + 1} for i in range(9)]
+    lines = [json.dumps(r) for r in good]
+    lines.insert(4, '{"prompt": "What is 2 + 2?", "answer": 4')  # cut short
+    lines.insert(6, "[1, 2]")  # JSON, but not a row
+    f = tmp_path / "p.jsonl"
+    f.write_text("\n".join(lines) + "\n\n")
+    items, report = build_prompt_examples(load_rows(str(f)), tok, max_prompt_length=64, max_bad_fraction=0.5)
+    assert [i.answer for i in items] == [str(r["answer"]) for r in good]
+    assert dict(report.skipped) == {"bad_json": 1, "not_an_object": 1} and report.total == 11
+    with pytest.raises(DataError, match=r"kept 9/11, skipped 2 \(bad_json: 1, not_an_object: 1\)"):
+        build_prompt_examples(load_rows(str(f)), tok, max_prompt_length=64, max_bad_fraction=0.05)
+
+
+@pytest.mark.parametrize("name,text,needle", [
+    ("e.jsonl", "", "is empty"),
+    ("e.json", " \n\t\n", "is empty (only whitespace)"),
+    ("t.json", '[{"prompt": "a", "answer": 1}, {"prompt": "b", "ans', "malformed JSON"),
+    ("b.jsonl", "not json\n{also not\n", "no usable rows (bad_json: 2; first at line 1"),
+    ("s.json", '"just a string"', "no usable rows"),
+    ("t.parquet", "PAR1 truncated", "cannot read data file"),
+])
+def test_unusable_data_files_are_one_line_errors(tmp_path, name, text, needle):
+    f = tmp_path / name
+    f.write_text(text)
+    with pytest.raises(DataError) as e:
+        load_rows(str(f))
+    assert needle in str(e.value) and str(f) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_json_list_columns_and_jsonl_in_json(tok, tmp_path):
+    rows = [{"prompt": "What is 1 + 2?", "answer": 3}, {"prompt": "What is 2 + 2?", "answer": "4"}]
+    for text in (json.dumps(rows), json.dumps({"prompt": [r["prompt"] for r in rows], "answer": [3, "4"]}),
+                 "\n".join(json.dumps(r) for r in rows)):
+        (tmp_path / "p.json").write_text(text)
+        ds = load_rows(str(tmp_path / "p.json"))
+        assert ds.column_names == ["prompt", "answer"] and len(ds) == 2 and ds.select(range(1))[0] == rows[0]
+        items, _ = build_prompt_examples(ds, tok, max_prompt_length=64)
+        assert [i.answer for i in items] == ["3", "4"]
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("def f(:\n    pass\n", "does not compile: invalid syntax"),
+    ("raise RuntimeError('no GPU here\\nsecond line')\n", "importing 'broken_reward_mod' raised RuntimeError: no GPU here"),
+])
+def test_reward_module_that_fails_at_import_is_one_line(tmp_path, monkeypatch, body, needle):
+    (tmp_path / "broken_reward_mod.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RewardError) as e:
+        resolve_reward("broken_reward_mod:f")
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_reward_module_with_syntax_error_exits_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "typo_reward.py").write_text("def score(response, answer)\n    return 1.0, {}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(tmp_path)])}
+    p = subprocess.run([sys.executable, str(root / "chord/train.py"), str(root / "recipes/tiny.yaml"),
+                        "reward.name=typo_reward:score", f"run.output_dir={tmp_path / 'run'}"],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    last = [ln for ln in p.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("chord: RewardError: reward 'typo_reward:score': module 'typo_reward' does not compile")
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -242,3 +242,27 @@ def test_registry_name_math_scores_through_the_batch_path():
     assert s.rewards == [1.0, 0.0, 0.0] and s.errors == 0
     assert [i["boxed_found"] for i in s.info] == [1.0, 0.0, 1.0]
     fn.close()
+
+
+def test_timed_out_sample_returns_at_its_deadline_while_the_worker_is_replaced(monkeypatch):
+    """Replacing the killed worker (reaping a GB-sized process, starting a new one) happens in the background:
+    here starting a worker takes 3 s, and the timed-out call still returns at its deadline."""
+    from chord.rewards_math import _VerifierPool
+
+    with MathReward(timeout_s=TIMEOUT, workers=1, _verifier=HOOK) as r:
+        r.warm_up()
+        spawn = _VerifierPool._spawn
+
+        def slow_spawn(self):
+            time.sleep(3.0)  # a fork+exec and interpreter start on a loaded machine
+            return spawn(self)
+
+        monkeypatch.setattr(_VerifierPool, "_spawn", slow_spawn)
+        t = time.monotonic()
+        out = r(r"\boxed{slow}", "1")
+        dt = time.monotonic() - t
+        assert out[1]["timeout"] == 1.0
+        assert dt < TIMEOUT + 0.5, dt
+        assert r(r"\boxed{7}", "7")[0] == 1.0  # the next call waits for the replacement, then scores
+        pool = r._pool
+    assert pool.workers == [] and pool.pending == 0
