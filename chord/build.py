@@ -12,13 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from chord.config import ChordConfig, ConfigError, to_yaml
+from chord.config import ChordConfig, ConfigError, to_yaml, uses_expert, uses_rl
 from chord.data.loading import build_expert_examples, build_prompt_examples, load_rows
 from chord.data.streams import ShuffledStream
 from chord.distributed import Dist, barrier
+from chord.learner import Learner
 from chord.logger import RunLogger
 from chord.models.load import load_causal_lm, load_tokenizer, resolve_model_path
 from chord.rewards import RewardFn, build_reward
+from chord.rollout import RolloutEngine
 
 
 @dataclass
@@ -32,8 +34,8 @@ class Run:
     prompts: ShuffledStream | None
     experts: ShuffledStream | None
     reward_fn: RewardFn
-    engine: Any  # RolloutEngine on rank 0, None elsewhere or without rollouts
-    learner: Any  # DeepSpeedLearner
+    engine: RolloutEngine | None  # on rank 0; None elsewhere or without rollouts
+    learner: Learner
     benchmarks: list = field(default_factory=list)  # chord.evaluation.Benchmark, rank 0 only
     logger: RunLogger | None = None  # opened by train.train (it knows the resumed step)
     start_step: int = 0
@@ -61,16 +63,6 @@ class Run:
                 self.learner.forget_process_groups()  # DeepSpeed caches groups of the destroyed one
         if callable(getattr(self.reward_fn, "close", None)):
             self.reward_fn.close()  # the math reward's verifier processes
-
-
-def uses_rl(cfg: ChordConfig) -> bool:
-    m = cfg.algorithm.mu
-    return cfg.trainer.prompts_per_step > 0 and min(m.peak, m.valley) < 1.0
-
-
-def uses_expert(cfg: ChordConfig) -> bool:
-    m = cfg.algorithm.mu
-    return cfg.trainer.expert_per_step > 0 and max(m.peak, m.valley) > 0.0
 
 
 def evaluates(cfg: ChordConfig) -> bool:
@@ -164,7 +156,7 @@ def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStrea
     return prompts, experts
 
 
-def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> Any:
+def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> RolloutEngine | None:
     """The vLLM engine lives on rank 0 only; in its own process when there are several ranks."""
     if not (d.is_main and needs_engine(cfg)):
         return None
@@ -185,7 +177,7 @@ def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> Any:
                       max_model_len=max_len, multiprocess=multiprocess)
 
 
-def build_learner(cfg: ChordConfig, model_path: str) -> Any:
+def build_learner(cfg: ChordConfig, model_path: str) -> Learner:
     from chord.learner.deepspeed_learner import DTYPES, DeepSpeedLearner
     from chord.learner.varlen_attention import attention_for
 

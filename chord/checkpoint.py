@@ -26,6 +26,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from chord import faults
 from chord.checkpoint_data import hash_files, restore_rng, rng_state, sha256_file
 from chord.config import ChordConfig, ConfigError, to_yaml
 from chord.distributed import Dist, barrier, broadcast
@@ -78,8 +79,7 @@ def save(run: Any, step: int) -> Path:
                  "prompts": run.prompts.state_dict() if run.prompts else None,
                  "experts": run.experts.state_dict() if run.experts else None}
         (tmp / STATE).write_text(json.dumps(state))
-        if os.environ.get("CHORD_TEST_CRASH_IN_SAVE") == str(step):  # test hook: die mid-save
-            os.kill(os.getpid(), signal.SIGKILL)
+        faults.signal_self("CRASH_IN_SAVE", step)  # tests only: die mid-save
         _fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -226,7 +226,7 @@ def load(run: Any, path: Path) -> int:
                           "(set trainer.resume=none and a new run.output_dir to start a new run)")
     if harmless and run.dist.is_main:
         _say(f"resuming with changed settings: {', '.join(harmless)}")
-    run.learner.engine.load_checkpoint(str(path.parent), tag=path.name, load_module_strict=True)
+    run.learner.load_checkpoint(str(path.parent), tag=path.name)
     if run.prompts is not None:
         run.prompts.load_state_dict(state["prompts"])
     if run.experts is not None:

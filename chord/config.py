@@ -1,4 +1,4 @@
-"""Typed recipe schema, loaded with OmegaConf from YAML plus `dotted.key=value` overrides.
+"""Typed recipe schema and its validation (recipes are read by chord.recipe.load_config: YAML + overrides).
 
 Defaults live here and only here. Unknown keys, wrong types and impossible values fail before any
 work with a one-line `ConfigError` naming the dotted key (train.py turns it into exit status 2).
@@ -10,13 +10,11 @@ import dataclasses
 import difflib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 
 class ConfigError(ValueError):
@@ -236,49 +234,6 @@ def check_keys(node: Any, schema: type, prefix: str) -> None:
 LIST_ITEMS: dict[tuple[type, str], type] = {(EvalConfig, "benchmarks"): BenchmarkConfig}  # typed list entries
 
 
-def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> ChordConfig:
-    """Schema defaults <- recipe YAML <- CLI overrides, validated; returns typed dataclasses."""
-    from chord.recipe_yaml import load_recipe, parse_override
-
-    try:
-        merged = OmegaConf.structured(ChordConfig)
-        layers: list[tuple[str, Any]] = []
-        if recipe is not None:
-            if not Path(recipe).is_file():
-                raise ConfigError(f"recipe file not found: {recipe}")
-            layers.append((str(recipe), load_recipe(Path(recipe))))
-        stage_overrides: list[tuple[int, str]] = []
-        for item in overrides or []:
-            if "=" not in item:
-                raise ConfigError(f"override '{item}' is not of the form dotted.key=value")
-            m = re.fullmatch(r"stages\.(\d+)\.(.+)", item.split("=", 1)[0])
-            if m:  # stages.<i>.section.key=value reaches one stage (checked by chord.stages)
-                stage_overrides.append((int(m.group(1)), item.split(".", 2)[2]))
-                continue
-            layers.append((f"override {item}", parse_override(item)))
-        for _, layer in layers:
-            if isinstance(layer, ListConfig):
-                raise ConfigError("a recipe must be a mapping of sections, not a list")
-            check_keys(OmegaConf.to_container(layer), ChordConfig, "")
-            merged = OmegaConf.merge(merged, layer)
-        for i, item in stage_overrides:
-            if i >= len(merged.stages):
-                raise ConfigError(f"override 'stages.{i}...': the recipe has {len(merged.stages)} stages (0-indexed)")
-            merged.stages[i] = OmegaConf.merge(merged.stages[i], parse_override(item))
-        cfg: ChordConfig = OmegaConf.to_object(merged)  # resolves ${} interpolations
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None)
-        msg = str(e).splitlines()[0]
-        raise ConfigError(f"'{key}': {msg}" if key else msg) from None
-    if cfg.stages:  # a staged recipe: every stage's own config is validated (the base alone need not be)
-        from chord.stages import expand
-
-        expand(cfg)
-    else:
-        validate(cfg)
-    return cfg
-
-
 def _require(ok: bool, key: str, msg: str) -> None:
     if not ok:
         raise ConfigError(f"'{key}' {msg}")
@@ -316,8 +271,7 @@ def validate(cfg: ChordConfig) -> None:
     _require(t.prompts_per_step + t.expert_per_step > 0, "trainer.prompts_per_step",
              "and trainer.expert_per_step are both 0: nothing to train on")
     _require(t.micro_batch_size >= 1, "trainer.micro_batch_size", "must be >= 1")
-    validate_token_budget(cfg, uses_rl=t.prompts_per_step > 0 and min(m.peak, m.valley) < 1,
-                          uses_expert=t.expert_per_step > 0 and max(m.peak, m.valley) > 0)
+    validate_token_budget(cfg)
     _require(t.lr > 0, "trainer.lr", f"must be > 0, got {t.lr}")
     _one_of(t.lr_schedule, "trainer.lr_schedule", ("constant", "cosine"))
     _require(t.max_logprob_gap > 0, "trainer.max_logprob_gap", "must be > 0")
@@ -336,25 +290,35 @@ def validate(cfg: ChordConfig) -> None:
     e = cfg.data.expert
     _require(e.messages_column is not None or (e.prompt_column and e.response_column),
              "data.expert.messages_column", "is null: set data.expert.prompt_column and response_column")
-    uses_expert = t.expert_per_step > 0 and (m.peak > 0 or m.valley > 0)
-    _require(not uses_expert or e.source is not None, "data.expert.source",
+    _require(not uses_expert(cfg) or e.source is not None, "data.expert.source",
              "is null but trainer.expert_per_step > 0 and mu > 0")
-    uses_rl = t.prompts_per_step > 0 and (m.peak < 1 or m.valley < 1)
-    _require(not (t.prompts_per_step > 0 and not uses_rl), "trainer.prompts_per_step",
+    _require(not (t.prompts_per_step > 0 and not uses_rl(cfg)), "trainer.prompts_per_step",
              "must be 0 when mu is 1 throughout (pure SFT does no rollouts)")
-    _require(uses_rl or uses_expert, "trainer", "has neither an RL nor an SFT term to train")
+    _require(uses_rl(cfg) or uses_expert(cfg), "trainer", "has neither an RL nor an SFT term to train")
 
 
-def validate_token_budget(cfg: ChordConfig, uses_rl: bool, uses_expert: bool) -> None:
+def uses_rl(cfg: ChordConfig) -> bool:
+    """The run has an RL term: rollouts are generated (prompts per step > 0 and mu < 1 at some step)."""
+    m = cfg.algorithm.mu
+    return cfg.trainer.prompts_per_step > 0 and min(m.peak, m.valley) < 1.0
+
+
+def uses_expert(cfg: ChordConfig) -> bool:
+    """The run has an SFT term: expert rows are read (expert rows per step > 0 and mu > 0 at some step)."""
+    m = cfg.algorithm.mu
+    return cfg.trainer.expert_per_step > 0 and max(m.peak, m.valley) > 0.0
+
+
+def validate_token_budget(cfg: ChordConfig) -> None:
     """A budget below the longest possible row would fail at some step hours in: refuse it now."""
     budget = cfg.trainer.max_tokens_per_micro_batch
     if budget is None:
         return
     longest = []
-    if uses_rl:
+    if uses_rl(cfg):
         longest.append((cfg.data.prompts.max_prompt_length + cfg.rollout.max_new_tokens,
                         "data.prompts.max_prompt_length + rollout.max_new_tokens"))
-    if uses_expert:
+    if uses_expert(cfg):
         longest.append((cfg.data.expert.max_length, "data.expert.max_length"))
     n, what = max(longest, default=(1, "one token"))
     _require(budget >= n, "trainer.max_tokens_per_micro_batch",

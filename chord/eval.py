@@ -23,7 +23,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # launched as a script path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chord.config import ChordConfig, ConfigError, load_config
+from chord.config import ChordConfig, ConfigError
+from chord.recipe import load_config
 
 
 def _benchmark(spec: str, a: argparse.Namespace) -> dict:

@@ -20,13 +20,15 @@ if __package__ in (None, ""):  # launched as a script path: make `import chord` 
 import torch
 from tqdm import tqdm
 
+from chord import faults
 from chord.algo.advantage import group_advantages
 from chord.algo.schedule import mu_at
 from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
-from chord.config import ChordConfig, ConfigError, load_config, to_yaml
+from chord.config import ChordConfig, ConfigError, to_yaml
 from chord.distributed import broadcast, init_distributed, shutdown
 from chord.learner.guarded_adamw import NonFiniteError
 from chord.logger import RunLogger, set_aside_old_logs, timed
+from chord.recipe import load_config
 from chord.rewards import is_correct, score_all
 from chord.step_metrics import all_reduce, drop_absent, to_floats
 
@@ -91,7 +93,8 @@ def check_nonfinite(cfg: ChordConfig, run: Run, step: int) -> None:
                              f"{run.out_dir / 'checkpoints'} holds the last good weights")
 
 
-def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
+def train(cfg: ChordConfig, run: Run) -> tuple[dict[str, float], bool]:
+    """Train from run.start_step; (last step's metrics, whether trainer.steps were reached)."""
     from chord import checkpoint
     from chord.build import evaluates, rows_per_step, uses_rl
 
@@ -111,15 +114,11 @@ def train(cfg: ChordConfig, run: Run) -> dict[str, float]:
     saved_times: dict[str, float] = {}  # the last save's duration, logged with the next step
     step = run.start_step
     for step in bar:
-        if os.environ.get("CHORD_TEST_KILL_AT_STEP") == str(step) and d.is_main:  # test hook: preemption
-            os.kill(os.getpid(), 9)
-        if os.environ.get("CHORD_TEST_TERM_AT_STEP") == str(step) and d.is_main:  # test hook: polite stop
-            os.kill(os.getpid(), 15)
+        faults.signal_self("KILL_AT_STEP", step, d.is_main)  # preemption (tests only)
+        faults.signal_self("TERM_AT_STEP", step, d.is_main)  # polite stop (tests only)
         times: dict[str, float] = {}
         with timed(times, "step"):
-            mu = mu_at(step, **asdict(cfg.algorithm.mu))
-            if str(step) in os.environ.get("CHORD_TEST_NAN_AT_STEPS", "").split(","):  # test hook: a NaN loss
-                mu = float("nan")
+            mu = faults.nan_mu(mu_at(step, **asdict(cfg.algorithm.mu)), step)  # NaN only when injected (tests)
             rollouts, rmetrics = collect_rollouts(run, step, times)
             rewards = torch.tensor([r.reward for r in rollouts]).view(-1, t.samples_per_prompt)
             adv = group_advantages(rewards, cfg.algorithm.advantage_eps).flatten().tolist() if rollouts else []
@@ -170,8 +169,7 @@ def timed_save(run: Run, step: int) -> dict[str, float]:
     times: dict[str, float] = {}
     with timed(times, "checkpoint"):
         checkpoint.save(run, step)
-    if os.environ.get("CHORD_TEST_KILL_AFTER_SAVE") == str(step) and run.dist.is_main:  # test hook
-        os.kill(os.getpid(), 9)
+    faults.signal_self("KILL_AFTER_SAVE", step, run.dist.is_main)  # tests only
     return {"time/checkpoint_prev": times["time/checkpoint"]}
 
 

@@ -15,7 +15,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from chord.data.loading import DataError
+
+class DataError(ValueError):
+    """Unusable data; one-line message."""
+
+
 
 
 class Rows:

@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chord.data.json_rows import DataError, Rows, read_json_rows  # DataError: defined there, used everywhere
 from chord.types import ExpertExample, PromptExample
-
-
-class DataError(ValueError):
-    """Unusable data; one-line message."""
 
 
 class _Skip(Exception):
@@ -77,7 +74,6 @@ def _local_rows(files: list[Path]):
     """json/jsonl: chord's own line-by-line reader (bad lines counted); parquet/csv: datasets."""
     import datasets
 
-    from chord.data.json_rows import Rows, read_json_rows
 
     if files[0].suffix in (".json", ".jsonl"):
         parts = [read_json_rows(f) for f in files]

@@ -1,1 +1,36 @@
 """Learner side: the DeepSpeed engine. Only chord.learner.deepspeed_learner imports deepspeed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from chord.types import TokenBatch
+
+
+class Learner(Protocol):
+    """What the train loop, checkpoints and exports need of a learner (DeepSpeedLearner implements it)."""
+
+    zero_stage: int
+
+    def train_step(self, micro: list[TokenBatch], mu: float, n_rollout: int, n_expert: int) -> dict[str, torch.Tensor]:
+        """All of this rank's micro-batches (the same count on every rank), then one optimizer step;
+        returns metric contributions (chord.step_metrics)."""
+        ...
+
+    def named_weights(self, copy: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+        """Full Hugging Face-named weights; collective (every rank iterates)."""
+        ...
+
+    def save_checkpoint(self, path: str, tag: str, client_state: dict[str, Any]) -> None: ...
+
+    def load_checkpoint(self, path: str, tag: str) -> None: ...
+
+    def export(self, out_dir: Path, tokenizer: Any) -> None:
+        """save_pretrained of the policy and tokenizer (collective; rank 0 writes)."""
+        ...
+
+    def forget_process_groups(self) -> None: ...

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 import chord_kernels
 from chord.algo.chord_loss import LossSettings, ScoredTokens
-from chord.config import ChordConfig
+from chord.config import ChordConfig, ConfigError
 from chord.learner.guarded_adamw import GuardedAdamW, NonFiniteError
 from chord.learner.policy_step import PolicyStep
 from chord.step_metrics import merge
@@ -199,6 +199,19 @@ class DeepSpeedLearner:
     def save_checkpoint(self, path: str, tag: str, client_state: dict[str, Any]) -> None:
         # save_latest=False: chord.checkpoint owns the `latest` pointer (written after the rename)
         self.engine.save_checkpoint(path, tag=tag, client_state=client_state, save_latest=False)
+
+    def load_checkpoint(self, path: str, tag: str) -> None:
+        """Weights, optimizer and lr schedule from a checkpoint; a model-state layout this version cannot
+        read (e.g. written with other module names) is a one-line error naming the keys, not a crash."""
+        try:
+            self.engine.load_checkpoint(path, tag=tag, load_module_strict=True)
+        except RuntimeError as e:
+            if "state_dict" not in str(e):
+                raise
+            first = " ".join(str(e).split())[:300]
+            raise ConfigError(f"checkpoint {path}/{tag} holds model states this chord cannot load (expected the "
+                              f"Hugging Face names model.*, lm_head.*: {first}); export it with the chord version "
+                              "that wrote it (python -m chord.export) and start from the export") from None
 
     @staticmethod
     def forget_process_groups() -> None:

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from chord.checkpoint import STATE, config_differences, find
-from chord.config import ConfigError, load_config, to_yaml
+from chord.config import ConfigError, to_yaml
+from chord.recipe import load_config
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from chord.config import ChordConfig, ConfigError, load_config, to_yaml
+from chord.config import ChordConfig, ConfigError, to_yaml
+from chord.recipe import load_config
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from chord.build import evaluates, uses_expert, uses_rl
-from chord.config import ChordConfig, load_config
+from chord.config import ChordConfig
 from chord.data.prepare_openr1 import SYSTEM_PROMPT
+from chord.recipe import load_config
 from chord.stages import expand
 
 pytestmark = pytest.mark.unit

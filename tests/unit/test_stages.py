@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 import chord.stages as stages_mod
-from chord.config import ConfigError, load_config
+from chord.config import ConfigError
+from chord.recipe import load_config
 from chord.stages import DONE, expand, is_done, mark_done
 
 pytestmark = pytest.mark.unit

@@ -8,12 +8,16 @@ loads it as usual (its own loader resolves `1e-3` as a float, which plain PyYAML
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from chord.config import ConfigError
+from chord.config import ChordConfig, ConfigError, check_keys, validate
+from chord.stages import expand
 
 
 def yaml_error(source: str, e: yaml.YAMLError, text: str = "") -> str:
@@ -70,3 +74,42 @@ def parse_override(item: str) -> DictConfig:
         return OmegaConf.from_dotlist([item])
     except yaml.YAMLError as e:
         raise ConfigError(yaml_error(f"override '{item}'", e)) from None
+
+
+def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -> ChordConfig:
+    """Schema defaults <- recipe YAML <- CLI overrides, validated; returns typed dataclasses."""
+    try:
+        merged = OmegaConf.structured(ChordConfig)
+        layers: list[tuple[str, Any]] = []
+        if recipe is not None:
+            if not Path(recipe).is_file():
+                raise ConfigError(f"recipe file not found: {recipe}")
+            layers.append((str(recipe), load_recipe(Path(recipe))))
+        stage_overrides: list[tuple[int, str]] = []
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not of the form dotted.key=value")
+            m = re.fullmatch(r"stages\.(\d+)\.(.+)", item.split("=", 1)[0])
+            if m:  # stages.<i>.section.key=value reaches one stage (checked by chord.stages)
+                stage_overrides.append((int(m.group(1)), item.split(".", 2)[2]))
+                continue
+            layers.append((f"override {item}", parse_override(item)))
+        for _, layer in layers:
+            if isinstance(layer, ListConfig):
+                raise ConfigError("a recipe must be a mapping of sections, not a list")
+            check_keys(OmegaConf.to_container(layer), ChordConfig, "")
+            merged = OmegaConf.merge(merged, layer)
+        for i, item in stage_overrides:
+            if i >= len(merged.stages):
+                raise ConfigError(f"override 'stages.{i}...': the recipe has {len(merged.stages)} stages (0-indexed)")
+            merged.stages[i] = OmegaConf.merge(merged.stages[i], parse_override(item))
+        cfg: ChordConfig = OmegaConf.to_object(merged)  # resolves ${} interpolations
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"'{key}': {msg}" if key else msg) from None
+    if cfg.stages:  # a staged recipe: every stage's own config is validated (the base alone need not be)
+        expand(cfg)
+    else:
+        validate(cfg)
+    return cfg
