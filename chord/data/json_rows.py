@@ -10,6 +10,7 @@ one-line DataError.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -50,9 +51,11 @@ class Rows:
         return Rows([{c: row.get(c) for c in columns} for row in self.rows], self.bad, self.first_bad)
 
 
-def _lines(data: bytes) -> Rows:
+def _lines(lines: Iterable[bytes]) -> Rows:
     rows, bad, first_bad = [], Counter(), ""
-    for n, raw in enumerate(data.splitlines(), 1):
+    for n, raw in enumerate(lines, 1):
+        if n == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)
         if not raw.strip():
             continue  # blank lines (a trailing newline, a separator) are not rows
         try:
@@ -88,25 +91,28 @@ def _document(path: Path, text: str) -> Rows:
 def read_json_rows(path: Path) -> Rows:
     """Rows of one .json or .jsonl file; bad lines counted, an unusable file a one-line DataError."""
     try:
-        data = path.read_bytes()
+        if path.suffix == ".jsonl":  # streamed: a multi-GB file is never held twice
+            with open(path, "rb") as f:
+                return _check(path, _lines(f), "is empty" + ("" if path.stat().st_size == 0 else " (only whitespace)"))
+        data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     except OSError as e:
         raise DataError(f"data file '{path}': cannot read ({e.strerror or type(e).__name__})") from None
     if not data.strip():
         raise DataError(f"data file '{path}' is empty" + (" (only whitespace)" if data else ""))
-    if path.suffix == ".json":
-        try:
-            return _check(path, _document(path, data.decode("utf-8")))
-        except UnicodeDecodeError as e:
-            raise DataError(f"data file '{path}': not UTF-8 text ({e.reason} at byte {e.start})") from None
-        except DataError:
-            if data.lstrip()[:1] == b"[":  # a list cut short: the file is truncated
-                raise
-            # else JSON Lines in a .json file (datasets reads those too): line by line below
-    return _check(path, _lines(data))
+    try:
+        return _check(path, _document(path, data.decode("utf-8")), "holds no rows")
+    except UnicodeDecodeError as e:
+        raise DataError(f"data file '{path}': not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except DataError:
+        if data.lstrip()[:1] == b"[":  # a list cut short: the file is truncated
+            raise
+    return _check(path, _lines(data.splitlines()), "holds no rows")  # JSON Lines in a .json file (datasets reads those too)
 
 
-def _check(path: Path, rows: Rows) -> Rows:
+def _check(path: Path, rows: Rows, no_rows: str) -> Rows:
+    if not rows.rows and not rows.bad:
+        raise DataError(f"data file '{path}' {no_rows}")
     if not rows.rows:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(rows.bad.items()))
-        raise DataError(f"data file '{path}': no usable rows" + (f" ({counts}; first at {rows.first_bad})" if counts else ""))
+        raise DataError(f"data file '{path}': no usable rows ({counts}; first at {rows.first_bad})")
     return rows

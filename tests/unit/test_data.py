@@ -141,6 +141,9 @@ def test_one_bad_json_line_is_a_counted_skip(tok, tmp_path):
     ("t.json", '[{"prompt": "a", "answer": 1}, {"prompt": "b", "ans', "malformed JSON"),
     ("b.jsonl", "not json\n{also not\n", "no usable rows (bad_json: 2; first at line 1"),
     ("s.json", '"just a string"', "no usable rows"),
+    ("w.jsonl", "\n  \n", "is empty (only whitespace)"),
+    ("l.json", "[]", "holds no rows"),
+    ("bom.jsonl", "\ufeff[1]\n", "no usable rows (not_an_object: 1; first at line 1"),
     ("t.parquet", "PAR1 truncated", "cannot read data file"),
 ])
 def test_unusable_data_files_are_one_line_errors(tmp_path, name, text, needle):
