@@ -63,6 +63,8 @@ def _only(reference, ranks, why):
 
 def test_kill_during_checkpoint_save_then_resume(reference, tiny_cache, tmp_path):
     ranks, extra, ref = reference
+    if (ranks, extra) == (2, ()):
+        pytest.skip("2 ranks: the ZeRO-3 packed layout covers it (CI time); the ZeRO-0 reference serves the world-size test")
     out = tmp_path / "run"
     p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_CRASH_IN_SAVE": "4"}, *extra)  # SIGKILL between files
     assert p.returncode != 0 and (out / "checkpoints/.tmp-step_4").is_dir()
