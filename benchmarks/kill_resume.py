@@ -36,7 +36,7 @@ def command(args: argparse.Namespace, out: Path) -> list[str]:
                                                       str(random.randint(20000, 40000))]
     return [*launch, "chord/train.py", "recipes/tiny.yaml", f"trainer.steps={args.steps}", "trainer.save_every=1",
             f"run.output_dir={out}", "logging.progress_bar=false", "trainer.prompts_per_step=8",
-            "trainer.samples_per_prompt=4", "trainer.expert_per_step=8", "trainer.micro_batch_size=24"]
+            "trainer.samples_per_prompt=4", "trainer.expert_per_step=8", "trainer.micro_batch_size=24", *args.set]
 
 
 def logged_steps(out: Path) -> int:
@@ -84,6 +84,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--ranks", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="recipe overrides, e.g. deepspeed.zero_stage=3 trainer.max_tokens_per_micro_batch=400")
     ap.add_argument("--work", type=Path, default=Path("/tmp/chord-kill-resume"))
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -110,10 +112,12 @@ def main() -> int:
         print(f"trial {trial}: {'; '.join(kills)} -> exit {code}, rows once: {once}, bit-exact: {exact}", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     day = datetime.date.today().isoformat()
-    res = ROOT / "benchmarks/results" / f"kill_resume_{args.ranks}rank_{day}.md"
+    tag = "" if not args.set else "_" + "_".join(x.split("=")[0].split(".")[-1] + "-" + x.split("=")[1] for x in args.set)
+    res = ROOT / "benchmarks/results" / f"kill_resume_{args.ranks}rank{tag}_{day}.md"
     lines = [f"# SIGKILL at random moments, then resume ({args.ranks} rank(s), {args.steps} steps, checkpoint "
              f"every step)", "", f"commit {commit}, {day}, CPU fp32, `python benchmarks/kill_resume.py "
-             f"--trials {args.trials} --steps {args.steps} --ranks {args.ranks} --seed {args.seed}`", "",
+             f"--trials {args.trials} --steps {args.steps} --ranks {args.ranks} --seed {args.seed}"
+             f"{' --set ' + ' '.join(args.set) if args.set else ''}`", "",
              "| trial | kills | final exit | each step's row once | bit-exact vs uninterrupted |",
              "|---|---|---|---|---|"]
     lines += [f"| {t} | {k} | {c} | {'yes' if o else 'NO'} | {'yes' if e else 'NO'} |" for t, k, c, o, e in rows]
