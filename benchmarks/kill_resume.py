@@ -113,6 +113,7 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     day = datetime.date.today().isoformat()
     tag = "" if not args.set else "_" + "_".join(x.split("=")[0].split(".")[-1] + "-" + x.split("=")[1] for x in args.set)
+    tag += f"_seed{args.seed}" if args.seed else ""
     res = ROOT / "benchmarks/results" / f"kill_resume_{args.ranks}rank{tag}_{day}.md"
     lines = [f"# SIGKILL at random moments, then resume ({args.ranks} rank(s), {args.steps} steps, checkpoint "
              f"every step)", "", f"commit {commit}, {day}, CPU fp32, `python benchmarks/kill_resume.py "
