@@ -79,17 +79,12 @@ def build_model(args: argparse.Namespace, folder: Path) -> str:
     return str(folder)
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(field)
-
-
 def measure(args: argparse.Namespace, variant: str, model: str) -> dict:
     """One subprocess: build the learner, one warm-up step, then `--steps` timed steps."""
     import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_loss import _rss  # /proc/self/status reader, shared with the loss benchmark
 
     from chord.batching import collate, count_tokens, micro_batches, plan_micro_batches
     from chord.build import build_learner
@@ -121,13 +116,13 @@ def measure(args: argparse.Namespace, variant: str, model: str) -> dict:
         else:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # reset VmHWM to the current RSS
-            base = _status("VmRSS")
+            base = _rss("VmRSS")
         t0 = time.perf_counter()
         learner.train_step(micro, 0.1, n_r, n_e)
         if gpu:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-        peaks.append((torch.cuda.max_memory_allocated() if gpu else _status("VmHWM")) - base)
+        peaks.append((torch.cuda.max_memory_allocated() if gpu else _rss("VmHWM")) - base)
     real = sum(len(r.input_ids) for r in rows)
     return {"variant": variant, "seconds": statistics.median(times), "peak_bytes": max(peaks),
             "micro_batches": len(micro), "forward_tokens": sum(mb.input_ids.numel() for mb in micro),
