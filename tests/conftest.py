@@ -10,4 +10,5 @@ if not torch.cuda.is_available():  # Triton kernels run under the interpreter on
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
+if not torch.cuda.is_available():  # on a GPU machine DeepSpeed must find CUDA
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
