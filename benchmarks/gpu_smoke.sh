@@ -3,7 +3,7 @@
 # writes benchmarks/results/gpu_smoke_<gpu>_<date>.md (commit it):
 #   1. the kernel tests on CUDA (Triton compiled for real, bf16 realistic shapes);
 #   2. a repeated fixed batch through the real learner (ZeRO-3, bf16, loss.impl=triton, packed
-#      micro-batches, 2+ per step): the loss must go down;
+#      micro-batches, 2+ per step): the expert log-prob must rise every step;
 #   3. a few CHORD steps of the tiny model with vLLM + DeepSpeed ZeRO-3 + triton + packing + bf16, and
 #      the same in fp32, whose log-prob gap guard (1e-3) proves vLLM gets the new weights every step.
 # A check whose engine is not installed (no vLLM: 3; no DeepSpeed: 2, 3) is reported "not run", never
