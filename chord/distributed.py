@@ -35,13 +35,16 @@ def init_distributed() -> Dist:
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(_free_port()))
-    if torch.cuda.is_available():  # before NCCL's first collective, or every rank's would bind to GPU 0
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        if torch.cuda.is_available():  # bind NCCL to this rank's GPU: no guessing (and no warning) at a barrier
+            dist.init_process_group(backend="nccl", device_id=torch.device("cuda", local))
+        else:
+            dist.init_process_group(backend="gloo")
     shm_cleanup.remember(dist.get_world_size())
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return Dist(dist.get_rank(), dist.get_world_size(), local)
 
 
 def restore_after_engine(was_initialized: bool) -> bool:
@@ -50,7 +53,10 @@ def restore_after_engine(was_initialized: bool) -> bool:
     if not was_initialized or dist.is_initialized():
         return False
     os.environ["MASTER_PORT"] = str(_free_port())  # the old store's port may linger in TIME_WAIT
-    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        dist.init_process_group(backend="nccl", device_id=torch.device("cuda", torch.cuda.current_device()))
+    else:
+        dist.init_process_group(backend="gloo")
     return True
 
 
