@@ -174,8 +174,9 @@ def write(stem: Path, shape: str, sha: str, results: list[dict]) -> None:
         m = f"{r['peak_GiB'] / base['peak_GiB']:.2f}x" if base else "-"
         md.append(f"| {r['variant']} | {r['micro_batches']} | {r['tokens']} | {r['step_s']} | {r['tokens_per_s']} | "
                   f"{r['peak_GiB']} | {t} | {m} |")
-    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    # not with_suffix: the shape's "2.5" would be taken for one
+    Path(f"{stem}.md").write_text("\n".join(md) + "\n")
+    Path(f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
