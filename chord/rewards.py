@@ -26,13 +26,19 @@ def _tiny(response: str, answer: str) -> tuple[float, dict[str, float]]:
     return tiny_reward(response, answer)
 
 
+def _points24(response: str, answer: str) -> tuple[float, dict[str, float]]:
+    from chord.rewards_points24 import points24_reward  # 24-point game: safe parser, exact Fractions
+
+    return points24_reward(response, answer)
+
+
 def _math() -> RewardFn:
     from chord.rewards_math import math_reward  # sympy-backed, process-isolated, time-limited
 
     return math_reward
 
 
-BUILTIN: dict[str, RewardFn] = {"tiny": _tiny}
+BUILTIN: dict[str, RewardFn] = {"tiny": _tiny, "points24": _points24}
 LAZY_BUILTIN: dict[str, Callable[[], RewardFn]] = {"math": _math}
 
 
