@@ -9,7 +9,8 @@ metrics.jsonl) of the stages before it, so a later stage's step-0 evaluation sit
 Writes OUT/comparison.md (per run: each benchmark's avg@k at start / best / final, --metric best/final,
 training reward and entropy/rollout over the last 10% of steps, steps, stages), OUT/comparison.json
 (the same numbers, fractions not percents) and OUT/eval_*.png, OUT/train_*.png (global step on x,
-stage starts as dotted lines). Best is the highest value (lowest for length_mean / truncated_frac).
+stage starts as dotted lines), and a table of the CHORD phases (shift, readapt, overfit) per run and
+benchmark (chord.analysis.phases). Best is the highest value (lowest for length_mean / truncated_frac).
 entropy/rollout (entropy/expert) is ignored on steps without rollout (expert) tokens, e.g. SFT steps.
 Malformed JSON lines are skipped and counted. Exit 2 when a RUN_DIR holds neither metrics nor stages.
 """
@@ -29,6 +30,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: chord from this checkout
+from chord.analysis.phases import Phases  # noqa: E402
+from chord.analysis.run_phases import phases_from_rows  # noqa: E402
 
 Row = dict[str, float]
 PERCENT = re.compile(r"(avg@\d+|pass@\d+|truncated_frac|^overall/avg|^overall/pass)$")
@@ -177,7 +182,22 @@ def _best(st: dict, key: str) -> str:
     return DASH if st["best"] is None else f"{fmt(st['best'], key)} (step {st['best_step']})"
 
 
-def markdown(summaries: list[dict], metric: str, plots: list[str], skipped: list[str]) -> str:
+def phases_table(phases: list[tuple[str, dict[str, Phases]]]) -> list[str]:
+    """Markdown lines: per run and benchmark, the global step where each CHORD phase starts."""
+    lines = ["## Phases", "", "| run | split | shift | readapt | overfit |", "|---|---|---:|---:|---:|"]
+    for label, by_split in phases:
+        lines += [f"| {label} | {DASH} | {DASH} | {DASH} | {DASH} |"] if not by_split else []
+        for split, ph in by_split.items():
+            cells = [DASH if v is None else str(v) for v in (ph.shift, ph.readapt, ph.overfit)]
+            lines.append(f"| {label} | {split} | " + " | ".join(cells) + " |")
+    return lines + ["", "Step where held-out avg@k falls below its value before SFT (shift), climbs back above "
+                    "it (readapt), and falls from its peak while the expert loss still falls (overfit), each by "
+                    "more than 2 standard errors (binomial over problems x k) at 2 evaluations in a row "
+                    f"(chord.analysis.phases). Split {DASH}: no SFT steps, or no `<benchmark>/problems` logged.", ""]
+
+
+def markdown(summaries: list[dict], metric: str, plots: list[str], skipped: list[str],
+             phases: list[tuple[str, dict[str, Phases]]] | None = None) -> str:
     benches = list(summaries[0]["benchmarks"]) if summaries else []
     head = ["run", "steps", "stages"]
     for b in benches:
@@ -197,7 +217,9 @@ def markdown(summaries: list[dict], metric: str, plots: list[str], skipped: list
               "with its global step, final = last evaluation; reward and entropy are means over the last 10% "
               f"of the steps that log them; staged runs are one timeline (stage: start–end global step); {DASH} = "
               "not logged. Plots: global step on x, stage starts dotted, training curves EMA-smoothed over "
-              "the faint raw line.", "", "## Plots", ""]
+              "the faint raw line.", ""]
+    lines += phases_table(phases) if phases is not None else []
+    lines += ["## Plots", ""]
     lines += [f"- `{p}`" for p in plots] + [f"- skipped: {s}" for s in skipped]
     bad = [f"{s['label']}: {s['skipped_lines']}" for s in summaries if s["skipped_lines"]]
     lines += ["", "Malformed lines skipped: " + (", ".join(bad) if bad else "none"), ""]
@@ -265,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     benches = benchmarks(runs)
     summaries = [summarize(r, metric, benches) for r in runs]
     plots, skipped = plot(runs, metric, args.out, args.smooth)
-    (args.out / "comparison.md").write_text(markdown(summaries, metric, plots, skipped))
+    phases = [(r.label, phases_from_rows(r.evals, r.rows)) for r in runs]
+    (args.out / "comparison.md").write_text(markdown(summaries, metric, plots, skipped, phases))
     (args.out / "comparison.json").write_text(json.dumps({"metric": metric, "runs": summaries}, indent=2) + "\n")
     print(f"compare: {len(runs)} runs -> {args.out}/comparison.md, {len(plots)} plots")
     return 0

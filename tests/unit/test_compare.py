@@ -1,5 +1,5 @@
 """benchmarks/compare.py on hand-made run folders: stage offsets, start/best/final, formatting, the JSON twin,
-PNG files, malformed lines, the missing-metrics error and EMA smoothing."""
+PNG files, malformed lines, the missing-metrics error, EMA smoothing and the phases table."""
 
 import importlib.util
 import json
@@ -182,3 +182,31 @@ def test_old_metric_names_read_as_current_ones(tmp_path):
     rows, bad = compare.read_jsonl(tmp_path / "metrics.jsonl")
     assert bad == 0 and rows[0]["sft/weight_mean"] == 0.2 and rows[0]["sft/weight_max"] == 0.25
     assert rows[1]["sft/weight_mean"] == 0.1 and "sft/phi_mean" not in rows[0]
+
+
+def test_phases_table(tmp_path):
+    """CHORD: shift, readapt, overfit; SFT-then-RL: the RL stage's fall is no overfit (no expert loss); GRPO: none."""
+    def ev(pts):
+        return [{"step": s, "id/avg@4": a, "id/problems": 500.0} for s, a in pts]
+
+    curve = [0.30, 0.20, 0.18, 0.22, 0.35, 0.40, 0.42, 0.41, 0.33, 0.30]  # SE ~ 0.01 at 500 x 4 samples
+    chord = tmp_path / "chord"
+    write_jsonl(chord / "eval.jsonl", ev(zip(range(0, 100, 10), curve)))
+    write_jsonl(chord / "metrics.jsonl", [{"step": s, "mu": 0.5, "tokens/expert": 64, "sft/expert_logp": -3 + s / 100}
+                                          for s in range(1, 91)])
+    staged = tmp_path / "sft_rl"
+    write_jsonl(staged / "stage1-sft" / "eval.jsonl", ev(zip(range(0, 50, 10), curve[:5])))
+    write_jsonl(staged / "stage1-sft" / "metrics.jsonl", [{"step": s, "mu": 1.0, "tokens/expert": 64,
+                                                           "loss/sft": 3 - s / 100} for s in range(1, 41)])
+    write_jsonl(staged / "stage2-rl" / "eval.jsonl", ev(zip(range(0, 60, 10), [0.35] + curve[5:])))
+    write_jsonl(staged / "stage2-rl" / "metrics.jsonl", [{"step": s, "mu": 0.0, "tokens/expert": 0, "loss/sft": 0.0,
+                                                          "reward/mean": 0.5} for s in range(1, 51)])
+    grpo = tmp_path / "grpo"
+    write_jsonl(grpo / "eval.jsonl", ev(zip(range(0, 100, 10), curve)))
+    write_jsonl(grpo / "metrics.jsonl", [{"step": s, "mu": 0.0, "reward/mean": 0.5} for s in range(1, 91)])
+    out = tmp_path / "out"
+    assert compare.main([f"{chord}=CHORD", str(staged), str(grpo), "--out", str(out)]) == 0
+    md = (out / "comparison.md").read_text()
+    table = md[md.index("## Phases"):md.index("## Plots")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[4:] if line.startswith("|")]
+    assert rows == [["CHORD", "id", "10", "40", "80"], ["sft_rl", "id", "10", "40", "—"], ["grpo", "—", "—", "—", "—"]]
