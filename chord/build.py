@@ -34,9 +34,9 @@ class Run:
     prompts: ShuffledStream | None
     experts: ShuffledStream | None
     reward_fn: RewardFn
-    engine: RolloutEngine | None  # on rank 0; None elsewhere or without rollouts
+    engine: RolloutEngine | None  # rank 0's, or every rank's (per_rank); None elsewhere or without rollouts
     learner: Learner
-    benchmarks: list = field(default_factory=list)  # chord.evaluation.Benchmark, rank 0 only
+    benchmarks: list = field(default_factory=list)  # chord.evaluation.Benchmark, ranks with an engine
     logger: RunLogger | None = None  # opened by train.train (it knows the resumed step)
     start_step: int = 0
     nonfinite_streak: int = 0  # consecutive skipped (NaN/Inf) steps; checkpointed
@@ -114,7 +114,7 @@ def steps_from_epochs(cfg: ChordConfig, prompts: ShuffledStream | None, experts:
     return max(1, math.ceil(t.epochs * len(stream.items) / per_step))
 
 
-def build_benchmarks(cfg: ChordConfig, tokenizer: Any) -> list:
+def build_benchmarks(cfg: ChordConfig, tokenizer: Any, quiet: bool = False) -> list:
     from chord.evaluation import load_benchmark
 
     e, p = cfg.eval, cfg.data.prompts
@@ -124,7 +124,8 @@ def build_benchmarks(cfg: ChordConfig, tokenizer: Any) -> list:
                                max_prompt_length=e.max_prompt_length or p.max_prompt_length,
                                max_bad_fraction=e.max_bad_fraction,
                                resolve=lambda s: builtin_source(cfg, s, "eval"))
-        print(f"chord: {bench.summary}, k={bench.k}", file=sys.stderr)
+        if not quiet:
+            print(f"chord: {bench.summary}, k={bench.k}", file=sys.stderr)
         out.append(bench)
     return out
 
@@ -156,14 +157,46 @@ def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStrea
     return prompts, experts
 
 
+def placement(cfg: ChordConfig, world: int) -> str:
+    """rank0 or per_rank (docs/architecture.md#rollout-placement); per_rank at world size 1 is rank0."""
+    p = cfg.rollout.placement
+    if p == "auto":
+        p = "per_rank" if torch.cuda.is_available() else "rank0"
+    return p if world > 1 else "rank0"
+
+
+def engine_group(cfg: ChordConfig, d: Dist) -> tuple[int, int, bool]:
+    """(this rank's engine index, number of engines, whether this rank reports its engine's rollouts).
+    per_rank: one engine per rollout.tensor_parallel_size consecutive ranks; rank0: one engine."""
+    if placement(cfg, d.world) == "rank0":
+        return 0, 1, d.is_main
+    tp = cfg.rollout.tensor_parallel_size
+    return d.rank // tp, d.world // tp, d.rank % tp == 0
+
+
+def sleeps(cfg: ChordConfig, world: int) -> bool:
+    """Sleep mode: auto = per_rank on CUDA (the learner then has the GPU to itself while it trains)."""
+    s = str(cfg.rollout.sleep_mode).lower()
+    if s == "auto":
+        return placement(cfg, world) == "per_rank" and torch.cuda.is_available()
+    return s == "true"
+
+
 def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> RolloutEngine | None:
-    """The vLLM engine lives on rank 0 only; in its own process when there are several ranks."""
-    if not (d.is_main and needs_engine(cfg)):
+    """rank0: one engine on rank 0 (its own process when there are several ranks); per_rank: one in
+    every rank, inside the rank's process (vLLM's external_launcher)."""
+    per_rank = placement(cfg, d.world) == "per_rank"
+    if not needs_engine(cfg) or not (per_rank or d.is_main):
         return None
     mp = cfg.rollout.multiprocess
-    multiprocess = d.world > 1 if mp == "auto" else str(mp).lower() == "true"
-    if d.world > 1 and not multiprocess:
+    multiprocess = not per_rank and (d.world > 1 if mp == "auto" else str(mp).lower() == "true")
+    if d.world > 1 and not per_rank and not multiprocess:
         raise ConfigError("'rollout.multiprocess' must not be false with several ranks (in-process vLLM deadlocks)")
+    if per_rank and cfg.rollout.backend != "vllm":
+        raise ConfigError("'rollout.placement: per_rank' needs rollout.backend: vllm")
+    if per_rank and d.world % cfg.rollout.tensor_parallel_size:
+        raise ConfigError(f"'rollout.tensor_parallel_size' ({cfg.rollout.tensor_parallel_size}) must divide the "
+                          f"number of ranks ({d.world}) with rollout.placement: per_rank")
     e, p = cfg.eval, cfg.data.prompts
     max_len = max(p.max_prompt_length + cfg.rollout.max_new_tokens,
                   (e.max_prompt_length or p.max_prompt_length) + (e.max_new_tokens or cfg.rollout.max_new_tokens))
@@ -173,8 +206,8 @@ def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> RolloutEngine | 
         return HFEngine(model_path, cfg.rollout, seed=cfg.run.seed, dtype=cfg.model.dtype)
     from chord.rollout.vllm_engine import VLLMEngine
 
-    return VLLMEngine(model_path, cfg.rollout, seed=cfg.run.seed, dtype=cfg.model.dtype,
-                      max_model_len=max_len, multiprocess=multiprocess)
+    return VLLMEngine(model_path, cfg.rollout, seed=cfg.run.seed, dtype=cfg.model.dtype, max_model_len=max_len,
+                      multiprocess=multiprocess, per_rank=per_rank, sleep=sleeps(cfg, d.world))
 
 
 def build_learner(cfg: ChordConfig, model_path: str) -> Learner:
@@ -219,6 +252,8 @@ def build_run(cfg: ChordConfig, d: Dist) -> Run:
         model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
         tokenizer = load_tokenizer(model_path)
         prompts, experts = build_data(cfg, tokenizer, d)
+        if evaluates(cfg) and placement(cfg, d.world) == "per_rank":  # every engine evaluates its share
+            benchmarks = build_benchmarks(cfg, tokenizer, quiet=True)
     if cfg.trainer.epochs is not None:  # resolved once here; lr schedule, bar and checkpoints see the steps
         cfg.trainer.steps = steps_from_epochs(cfg, prompts, experts)
         if d.is_main:

@@ -36,7 +36,8 @@ HARMLESS = ("trainer.steps", "trainer.save_every", "trainer.keep_last", "trainer
             "trainer.max_logprob_gap", "trainer.max_nonfinite_steps", "trainer.micro_batch_size",
             "trainer.max_tokens_per_micro_batch", "trainer.packing", "logging.", "run.output_dir", "run.name",
             "model.cache_dir", "loss.", "rollout.kv_cache_gib", "rollout.gpu_memory_utilization",
-            "rollout.multiprocess", "rollout.enforce_eager", "trainer.epochs", "eval.")
+            "rollout.multiprocess", "rollout.enforce_eager", "rollout.placement", "rollout.weight_bucket_mb",
+            "rollout.sleep_mode", "trainer.epochs", "eval.")
 STATE = "trainer_state.json"
 
 

@@ -110,6 +110,14 @@ class RolloutConfig:
     kv_cache_gib: float = 1.0  # VLLM_CPU_KVCACHE_SPACE on CPU
     gpu_memory_utilization: float = 0.4  # GPU: share the device with the learner
     tensor_parallel_size: int = 1
+    # rank0: one engine on rank 0 generates everything; per_rank: an engine in every rank (vLLM's
+    # external_launcher) generates that rank's share of the prompt groups. auto: per_rank on CUDA with
+    # several ranks, else rank0. What is sampled does not depend on it (seeds per global prompt slot).
+    placement: str = "auto"
+    weight_bucket_mb: float = 512.0  # weights reach the engine in buckets of this size (ZeRO-3 gathers a bucket at once)
+    # per_rank on CUDA: release the engine's weights and KV cache while the learner trains (vLLM sleep
+    # level 2), wake and reload before generating. auto = on exactly there; a no-op on CPU.
+    sleep_mode: str = "auto"  # auto | true | false
 
 
 @dataclass
@@ -191,6 +199,7 @@ class DeepSpeedConfig:
 class LoggingConfig:
     tensorboard: bool = True
     progress_bar: bool = True
+    save_rollouts: bool = False  # every step's scored rollouts to rollouts/step_N.jsonl (rank 0)
 
 
 @dataclass
@@ -280,6 +289,9 @@ def validate(cfg: ChordConfig) -> None:
     _require(t.max_nonfinite_steps >= 1, "trainer.max_nonfinite_steps", "must be >= 1")
     _one_of(r.backend, "rollout.backend", ("vllm", "hf"))
     _one_of(str(r.multiprocess).lower(), "rollout.multiprocess", ("auto", "true", "false"))
+    _one_of(r.placement, "rollout.placement", ("auto", "rank0", "per_rank"))
+    _one_of(str(r.sleep_mode).lower(), "rollout.sleep_mode", ("auto", "true", "false"))
+    _require(r.weight_bucket_mb > 0, "rollout.weight_bucket_mb", f"must be > 0, got {r.weight_bucket_mb}")
     _require(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
     _require(r.temperature > 0, "rollout.temperature", "must be > 0 (on-policy sampling)")
     _require(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")

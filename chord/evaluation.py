@@ -25,6 +25,8 @@ from typing import Any
 from chord.config import EVAL_STATS, BenchmarkConfig, EvalConfig
 from chord.data.loading import DataError, build_prompt_examples, load_rows
 from chord.eval_metrics import summarize
+from chord.exchange import gather_floats, gather_objects
+from chord.exchange import shard as split
 from chord.rewards import RewardFn, is_correct, score_all
 from chord.types import PromptExample, Sampling
 
@@ -69,27 +71,43 @@ def load_benchmark(b: BenchmarkConfig, tokenizer: Any, *, k: int, system_prompt:
 
 
 def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, *, step: int,
-             sampling: Sampling) -> tuple[dict[str, float], list[dict]]:
-    """Generate k samples per problem, grade them; returns (metrics, per-sample rows)."""
+             sampling: Sampling, shard: tuple[int, int, bool] | None = None,
+             keep_samples: bool = True) -> tuple[dict[str, float], list[dict]]:
+    """Generate k samples per problem, grade them; returns (metrics, per-sample rows).
+
+    shard = (engine index, engines, reports): collective; each engine generates and grades a contiguous
+    share of every benchmark's problems (seeded by the problem's index, as one engine would) and the
+    graded results are gathered, so every rank returns what a single engine would have measured."""
     metrics: dict[str, float] = {}
     rows: list[dict] = []
     for b in benchmarks:
+        slots = range(len(b.problems)) if shard is None else split(len(b.problems), shard[1], shard[0])
         # negative step: evaluation seeds never coincide with a training step's rollout seeds
-        rollouts = engine.generate(b.problems, b.k, -1 - step, sampling=sampling)
+        rollouts = engine.generate([b.problems[i] for i in slots], b.k, -1 - step, sampling=sampling, slots=slots)
         answers = [b.problems[r.group].answer for r in rollouts]
         scores = score_all(reward_fn, [r.response_text for r in rollouts], answers, [r.truncated for r in rollouts])
-        correct = [is_correct(s, i) for s, i in zip(scores.rewards, scores.info, strict=True)]
-        per_problem = [correct[i * b.k:(i + 1) * b.k] for i in range(len(b.problems))]
+        correct = [float(is_correct(s, i)) for s, i in zip(scores.rewards, scores.info, strict=True)]
+        lengths = [float(len(r.response_ids)) for r in rollouts]
+        truncated = [float(r.truncated) for r in rollouts]
+        errors = float(scores.errors)
+        mine = [{"benchmark": b.name, "problem": b.problems[r.group].index, "sample": j % b.k,
+                 "prompt": b.problems[r.group].prompt_text, "answer": a, "response": r.response_text,
+                 "correct": bool(c), "reward": s, "truncated": r.truncated, "length": len(r.response_ids)}
+                for j, (r, a, c, s) in enumerate(zip(rollouts, answers, correct, scores.rewards, strict=True))
+                ] if keep_samples else []
+        if shard is not None:  # graded numbers as tensors, in problem order (shards are contiguous, rank-ordered)
+            reports = shard[2]
+            correct, lengths, truncated = (gather_floats(x if reports else []) for x in (correct, lengths, truncated))
+            errors = sum(gather_floats([errors] if reports else []))
+            mine = gather_objects(mine if reports else []) if keep_samples else []
+        per_problem = [[bool(c) for c in correct[i * b.k:(i + 1) * b.k]] for i in range(len(b.problems))]
         acc = summarize(per_problem, b.k)
         metrics.update({f"{b.name}/{key}": v for key, v in acc.items()})
-        metrics[f"{b.name}/length_mean"] = sum(len(r.response_ids) for r in rollouts) / len(rollouts)
-        metrics[f"{b.name}/truncated_frac"] = sum(r.truncated for r in rollouts) / len(rollouts)
+        metrics[f"{b.name}/length_mean"] = sum(lengths) / len(lengths)
+        metrics[f"{b.name}/truncated_frac"] = sum(truncated) / len(truncated)
         metrics[f"{b.name}/problems"] = float(len(b.problems))
-        metrics[f"{b.name}/reward_errors"] = float(scores.errors)
-        rows += [{"benchmark": b.name, "problem": b.problems[r.group].index, "sample": j % b.k,
-                  "prompt": b.problems[r.group].prompt_text, "answer": a, "response": r.response_text,
-                  "correct": c, "reward": s, "truncated": r.truncated, "length": len(r.response_ids)}
-                 for j, (r, a, c, s) in enumerate(zip(rollouts, answers, correct, scores.rewards, strict=True))]
+        metrics[f"{b.name}/reward_errors"] = errors
+        rows += mine
     if benchmarks:
         n = len(benchmarks)
         metrics["overall/avg"] = sum(metrics[f"{b.name}/avg@{b.k}"] for b in benchmarks) / n

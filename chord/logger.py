@@ -69,3 +69,15 @@ def timed(times: dict[str, float], name: str):
     finally:
         key = f"time/{name}"
         times[key] = times.get(key, 0.0) + time.perf_counter() - t0
+
+
+def write_rollouts(out_dir: Path, step: int, rollouts: list) -> None:
+    """logging.save_rollouts: one step's scored rollouts, one JSON line each (written atomically)."""
+    folder = Path(out_dir) / "rollouts"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"group": r.group, "response_ids": r.response_ids, "response": r.response_text,
+                         "reward": r.reward, "truncated": r.truncated, "policy_version": r.policy_version},
+                        ensure_ascii=False) for r in rollouts]
+    tmp = folder / f".step_{step}.jsonl.tmp"
+    tmp.write_text("".join(line + "\n" for line in lines))
+    os.replace(tmp, folder / f"step_{step}.jsonl")

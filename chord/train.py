@@ -26,8 +26,9 @@ from chord.algo.schedule import mu_at
 from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
 from chord.config import ChordConfig, ConfigError, to_yaml
 from chord.distributed import broadcast, init_distributed, shutdown
+from chord.exchange import all_gather_rollouts, gather_floats, shard
 from chord.learner.guarded_adamw import NonFiniteError
-from chord.logger import RunLogger, set_aside_old_logs, timed
+from chord.logger import RunLogger, set_aside_old_logs, timed, write_rollouts
 from chord.recipe import load_config
 from chord.rewards import is_correct, score_all
 from chord.step_metrics import all_reduce, drop_absent, to_floats
@@ -41,22 +42,40 @@ class StaleWeightsError(RuntimeError):
 
 
 def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list, dict[str, float]]:
-    """Rank 0 generates B x K samples and scores them; every rank receives the scored rollouts."""
+    """Each engine generates and scores its share of the step's B prompt groups (all of them with one
+    engine on rank 0); every rank then holds all scored rollouts, exchanged as tensors."""
+    from chord.build import engine_group, sleeps
+
     t = run.cfg.trainer
     if run.prompts is None:
         return [], {}
     prompts = run.prompts.next_batch(t.prompts_per_step)  # every rank advances its stream copy
-    payload = None
-    if run.dist.is_main:
+    group, engines, reports = engine_group(run.cfg, run.dist)
+    local: list = []
+    errors = 0
+    if run.engine is not None:
+        slots = shard(len(prompts), engines, group)
         with timed(times, "generate"):
-            rollouts = run.engine.generate(prompts, t.samples_per_prompt, step)
+            local = run.engine.generate([prompts[i] for i in slots], t.samples_per_prompt, step, slots=slots)
         with timed(times, "reward"):
-            scores = score_all(run.reward_fn, [r.response_text for r in rollouts],
-                               [prompts[r.group].answer for r in rollouts], [r.truncated for r in rollouts])
-        for r, s, info in zip(rollouts, scores.rewards, scores.info, strict=True):
+            scores = score_all(run.reward_fn, [r.response_text for r in local],
+                               [prompts[r.group].answer for r in local], [r.truncated for r in local])
+        for r, s, info in zip(local, scores.rewards, scores.info, strict=True):
             r.reward, r.reward_info = s, info
-        payload = (rollouts, reward_metrics(rollouts, scores.errors))
-    return broadcast(payload)
+        errors = scores.errors
+        if sleeps(run.cfg, run.dist.world):
+            run.engine.sleep()  # the learner gets the memory back until the next push
+    with timed(times, "exchange"):
+        rollouts = all_gather_rollouts(local if reports else [])
+        gen = gather_floats([times.get("time/generate", 0.0), float(errors)] if reports else [])
+    gen_s, errs = gen[0::2], gen[1::2]
+    m = reward_metrics(rollouts, int(sum(errs)))
+    # straggler visibility: the slowest engine sets the step's pace
+    m.update({"time/generate_max_rank": max(gen_s), "time/generate_mean_rank": sum(gen_s) / len(gen_s),
+              "rollout/tokens_per_s": sum(len(r.response_ids) for r in rollouts) / max(max(gen_s), 1e-9)})
+    if run.cfg.logging.save_rollouts and run.dist.is_main:
+        write_rollouts(run.out_dir, step, rollouts)
+    return rollouts, m
 
 
 def reward_metrics(rollouts: list, errors: int) -> dict[str, float]:
@@ -96,7 +115,7 @@ def check_nonfinite(cfg: ChordConfig, run: Run, step: int) -> None:
 def train(cfg: ChordConfig, run: Run) -> tuple[dict[str, float], bool]:
     """Train from run.start_step; (last step's metrics, whether trainer.steps were reached)."""
     from chord import checkpoint
-    from chord.build import evaluates, rows_per_step, uses_rl
+    from chord.build import evaluates, rows_per_step, sleeps, uses_rl
 
     t, d = cfg.trainer, run.dist
     n_roll, n_exp = rows_per_step(cfg)
@@ -134,7 +153,8 @@ def train(cfg: ChordConfig, run: Run) -> tuple[dict[str, float], bool]:
             check_gap(cfg, m, step)
             run.nonfinite_streak = run.nonfinite_streak + 1 if m["optim/skipped"] else 0
             check_nonfinite(cfg, run, step)
-            if not m["optim/skipped"] and uses_rl(cfg):  # a skipped step left the weights as vLLM has them
+            # a skipped step left the weights as vLLM has them, unless the engine released them (sleep mode)
+            if uses_rl(cfg) and (not m["optim/skipped"] or sleeps(cfg, d.world)):
                 with timed(times, "weight_sync"):
                     push_weights(run, step)
         if eval_due(cfg, step):
@@ -174,16 +194,17 @@ def timed_save(run: Run, step: int) -> dict[str, float]:
 
 
 def push_weights(run: Run, step: int) -> None:
-    """Every rank iterates the weights (ZeRO-3 gathers collectively); rank 0 pushes them to vLLM."""
+    """Every rank iterates the weight buckets (ZeRO-3 gathers collectively); ranks with an engine load
+    them into it bucket by bucket (rank 0's engine, or every rank's with per_rank)."""
     from chord.build import needs_engine
 
     if not needs_engine(run.cfg):
         return
-    named = run.learner.named_weights()
+    buckets = run.learner.weight_buckets(int(run.cfg.rollout.weight_bucket_mb * 2**20))
     if run.engine is not None:
-        run.engine.push_weights(named, version=step)
+        run.engine.push_weights(buckets, version=step)
     else:
-        for _ in named:
+        for _ in buckets:
             pass
     run.engine_step = step
 
@@ -194,18 +215,24 @@ def eval_due(cfg: ChordConfig, step: int) -> bool:
 
 
 def run_eval(run: Run, step: int) -> dict[str, float]:
-    """Collective: rank 0 evaluates the current weights; a better eval.best_metric re-exports best/."""
+    """Collective: the engine(s) evaluate the current weights (per_rank: each its share of the problems);
+    a better eval.best_metric re-exports best/."""
+    from chord.build import engine_group, placement
     from chord.evaluation import better, evaluate, sampling_for, write_results
 
     e = run.cfg.eval
     if run.engine_step != step:  # SFT runs push weights only for evaluation
         push_weights(run, step)
     result = None
-    if run.dist.is_main:
+    sharded = placement(run.cfg, run.dist.world) == "per_rank"
+    if sharded or run.dist.is_main:
         result, samples = evaluate(run.engine, run.benchmarks, run.reward_fn, step=step,
-                                   sampling=sampling_for(e, run.cfg.rollout.max_new_tokens))
-        write_results(run.out_dir, step, result, samples if e.save_samples else None)
-    metrics: dict[str, float] = broadcast(result)
+                                   sampling=sampling_for(e, run.cfg.rollout.max_new_tokens),
+                                   shard=engine_group(run.cfg, run.dist) if sharded else None,
+                                   keep_samples=e.save_samples)
+        if run.dist.is_main:
+            write_results(run.out_dir, step, result, samples if e.save_samples else None)
+    metrics: dict[str, float] = result if sharded else broadcast(result)
     value = metrics[e.best_metric]
     if better(value, run.best["value"] if run.best else None, e.best_mode):
         run.best = {"metric": e.best_metric, "value": value, "step": step}

@@ -23,6 +23,7 @@ from chord.algo.chord_loss import LossSettings, ScoredTokens
 from chord.config import ChordConfig, ConfigError
 from chord.learner.guarded_adamw import GuardedAdamW, NonFiniteError
 from chord.learner.policy_step import PolicyStep
+from chord.learner.weight_buckets import plan_buckets
 from chord.step_metrics import merge
 from chord.types import TokenBatch
 
@@ -195,6 +196,22 @@ class DeepSpeedLearner:
                     yield name, (p.data.detach().clone() if copy else p.data)
             else:
                 yield name, p.detach()
+
+    def weight_buckets(self, limit_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """HF-named weights in buckets of <= limit_bytes, model order; collective (every rank iterates).
+
+        A bucket's tensors are views of the (gathered) parameters, valid until the next iteration: a
+        consumer copies what it keeps (vLLM's reload copies into its own weights). Under ZeRO-3 one
+        GatheredParameters call per bucket, not one collective per tensor."""
+        params = list(self.engine.module.named_parameters())
+        sizes = [getattr(p, "ds_numel", p.numel()) * p.element_size() for _, p in params]
+        for idx in plan_buckets(sizes, limit_bytes):
+            group = [params[i] for i in idx]
+            if self.zero_stage == 3:
+                with deepspeed.zero.GatheredParameters([p for _, p in group]):
+                    yield [(n, p.data) for n, p in group]
+            else:
+                yield [(n, p.detach()) for n, p in group]
 
     def save_checkpoint(self, path: str, tag: str, client_state: dict[str, Any]) -> None:
         # save_latest=False: chord.checkpoint owns the `latest` pointer (written after the rename)

@@ -27,13 +27,14 @@ class HFEngine:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[PromptExample], samples: int, step: int,
-                 sampling: Sampling | None = None) -> list[Rollout]:
+                 sampling: Sampling | None = None, slots: Sequence[int] | None = None) -> list[Rollout]:
         s = sampling or Sampling(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
-        torch.manual_seed(self.generator_seed * 1_000_003 + step)
+        slots = list(range(len(prompts))) if slots is None else list(slots)
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         rollouts: list[Rollout] = []
-        for g, p in enumerate(prompts):
+        for g, p in zip(slots, prompts, strict=True):
+            torch.manual_seed((self.generator_seed * 1_000_003 + step * 10_007 + g) % 2**63)  # per (step, slot)
             ids = torch.tensor([p.prompt_ids] * samples)
             out = self.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
@@ -55,12 +56,20 @@ class HFEngine:
                 ))
         return rollouts
 
-    def push_weights(self, named: Iterable[tuple[str, torch.Tensor]], version: int) -> None:
-        state = dict(named)
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if "rotary" not in k]:
-            raise RuntimeError(f"weight push mismatch: missing {missing}, unexpected {unexpected}")
+    def push_weights(self, buckets: Iterable[list[tuple[str, torch.Tensor]]], version: int) -> None:
+        names: set[str] = set()
+        for bucket in buckets:  # load_state_dict copies: the bucket's tensors may be released after it
+            missing, unexpected = self.model.load_state_dict(dict(bucket), strict=False)
+            if unexpected:
+                raise RuntimeError(f"weight push mismatch: unexpected {unexpected}")
+            names.update(n for n, _ in bucket)
+        expected = {n for n, _ in self.model.named_parameters()}
+        if expected - names:
+            raise RuntimeError(f"weight push mismatch: missing {sorted(expected - names)}")
         self.version = version
+
+    def sleep(self) -> None:
+        """No sleep mode here: the model stays loaded."""
 
     def close(self) -> None:
         del self.model

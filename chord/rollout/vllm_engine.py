@@ -1,18 +1,17 @@
 """vLLM rollout engine: B prompts x K samples with sampled-token log-probs, in-place weight reload.
 
-One engine serves all data-parallel ranks and lives on rank 0 (see README "Scaling"). At world
-size 1 the engine may run in-process (~3 s start); inside a multi-rank torch.distributed job it
-must run in its own process, since an in-process vLLM reuses the job's process group and deadlocks.
+Three placements (docs/architecture.md#rollout-placement): in this process (world size 1, ~3 s
+start); in its own process on rank 0 of several ranks (an in-process `uni` engine reuses the job's
+process group and deadlocks there); or one engine in every rank (`per_rank`, vLLM's
+`external_launcher`), each generating its share of the step's prompt groups. Weights arrive in
+buckets; with sleep mode (CUDA) the engine releases its weights and KV cache while the learner trains.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import torch
 
@@ -30,6 +29,8 @@ class VLLMEngine:
         dtype: str,
         max_model_len: int,
         multiprocess: bool,
+        per_rank: bool = False,
+        sleep: bool = False,
     ) -> None:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocess else "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(cfg.kv_cache_gib))))
@@ -42,12 +43,18 @@ class VLLMEngine:
         self.multiprocess = multiprocess
         self.version = 0
         self.seed = seed
+        self.sleeps = sleep and torch.cuda.is_available()  # vLLM's sleep mode is CUDA-only; a no-op elsewhere
+        self.asleep = False
         kwargs = {}
-        if not multiprocess:
+        if per_rank:  # an engine inside every rank of the torch.distributed job (TRL's colocate mode)
+            kwargs["distributed_executor_backend"] = "external_launcher"
+        elif not multiprocess:
             kwargs["distributed_executor_backend"] = "uni"
         if not torch.cuda.is_available():
             # per-request seeds (exact resume) crash vLLM's CPU sampler under chunked prefill
             kwargs["enable_chunked_prefill"] = False
+        if self.sleeps:
+            kwargs["enable_sleep_mode"] = True
         self.llm = LLM(
             model=model_path,
             dtype=dtype,
@@ -61,16 +68,16 @@ class VLLMEngine:
             worker_extension_cls="chord.rollout.weight_ext.WeightSyncExtension",
             **kwargs,
         )
-        # weights reach an engine process through a shared-memory file; in-process they are handed over
-        # directly, so no folder is made that a SIGKILL could leave behind
-        self._shm = Path(tempfile.mkdtemp(prefix="chord_weights_", dir="/dev/shm" if Path("/dev/shm").is_dir()
-                                          else None)) if multiprocess else None
         # a SIGKILLed trainer must not leave the engine process (and its memory) running
-        self._reaper = start_reaper([self._shm]) if self._shm is not None else None
+        self._reaper = start_reaper([]) if multiprocess else None
 
     def generate(self, prompts: Sequence[PromptExample], samples: int, step: int,
-                 sampling: Sampling | None = None) -> list[Rollout]:
+                 sampling: Sampling | None = None, slots: Sequence[int] | None = None) -> list[Rollout]:
         from vllm import SamplingParams, TokensPrompt
+
+        if self.asleep:
+            raise RuntimeError("the rollout engine released its weights (sleep mode): push weights before generating")
+        slots = list(range(len(prompts))) if slots is None else list(slots)
 
         s = sampling or Sampling(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
         # One seed per (run seed, step, prompt slot): a resumed step samples exactly what the
@@ -82,11 +89,11 @@ class VLLMEngine:
             max_tokens=s.max_new_tokens,
             logprobs=0,  # the sampled token's own log-prob
             seed=(self.seed * 1_000_003 + step * 10_007 + i) % 2**31,
-        ) for i in range(len(prompts))]
+        ) for i in slots]
         reqs = [TokensPrompt(prompt_token_ids=list(p.prompt_ids)) for p in prompts]
         outs = self.llm.generate(reqs, params, use_tqdm=False)
         rollouts: list[Rollout] = []
-        for g, (p, out) in enumerate(zip(prompts, outs, strict=True)):
+        for g, p, out in zip(slots, prompts, outs, strict=True):
             for c in out.outputs:
                 ids = list(c.token_ids)
                 lps = [c.logprobs[t][tok].logprob for t, tok in enumerate(ids)]
@@ -97,26 +104,35 @@ class VLLMEngine:
                 ))
         return rollouts
 
-    def push_weights(self, named: Iterable[tuple[str, torch.Tensor]], version: int) -> None:
-        tensors = [(n, t.detach().to("cpu").contiguous()) for n, t in named]
-        if self._shm is not None:
-            from safetensors.torch import save_file
+    def push_weights(self, buckets: Iterable[list[tuple[str, torch.Tensor]]], version: int) -> None:
+        """Load the learner's weights bucket by bucket: tensors as they are (same process, same device)
+        or as raw bytes (engine process); at most one bucket in flight."""
+        from chord.rollout.weight_ext import to_wire
 
-            path = self._shm / "weights.safetensors"
-            save_file(dict(tensors), str(path))
-            payload: object = str(path)
-        else:
-            payload = tensors
-        loaded = self.llm.collective_rpc("chord_reload_weights", args=(payload,))
-        if any(n != len(tensors) for n in loaded):
-            raise RuntimeError(f"vLLM reloaded {loaded} tensors, expected {len(tensors)}")
+        if self.asleep:
+            self.llm.wake_up(tags=["weights"])  # weights first: the KV cache is not needed to load them
+        self.llm.collective_rpc("chord_reload_begin")
+        sent = 0
+        for bucket in buckets:
+            self.llm.collective_rpc("chord_reload_bucket", args=(to_wire(bucket) if self.multiprocess else bucket,))
+            sent += len(bucket)
+        loaded = self.llm.collective_rpc("chord_reload_end")
+        if any(n != sent for n in loaded):
+            raise RuntimeError(f"vLLM reloaded {loaded} tensors, expected {sent}")
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
         # Without this, prompts of >= 32 tokens reuse KV blocks computed with the old weights.
         self.llm.reset_prefix_cache()
         self.version = version
 
+    def sleep(self) -> None:
+        """Release weights and KV cache until the next push (level 2: the push reloads the weights)."""
+        if self.sleeps and not self.asleep:
+            self.llm.sleep(level=2)
+            self.asleep = True
+
     def close(self) -> None:
-        if self._shm is not None:
-            shutil.rmtree(self._shm, ignore_errors=True)
         with contextlib.suppress(Exception):
             self.llm.llm_engine.engine_core.shutdown()
         del self.llm
