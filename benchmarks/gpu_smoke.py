@@ -95,8 +95,10 @@ def main() -> int:
             rb = json.loads(line[7:]) if line else {"ok": False, "error": p.stderr[-2000:]}
         except subprocess.TimeoutExpired as e:
             rb = {"ok": False, "error": f"timed out after {e.timeout:.0f} s: {(e.stderr or b'')[-1500:]!r}"}
-    runs = None if missing else (train_run(work, "fp32", []), train_run(work, "bf16", BF16))  # gap guard: fp32
-    fp32, bf16 = runs or ({}, {})
+    # gap guard: fp32; sleep mode releases the engine's weights and KV cache after every generation
+    runs = None if missing else (train_run(work, "fp32", []), train_run(work, "bf16", BF16),
+                                 train_run(work, "fp32-sleep", ["rollout.sleep_mode=true"]))
+    fp32, bf16, slp = runs or ({}, {}, {})
     checks = {
         "kernel tests on CUDA": a.kernels_status == 0,
         "repeated batch: expert log-prob rises every step, +0.5 nats (ZeRO-3, bf16, triton, packed, 2+ micro-batches)": rb.get("ok"),
@@ -104,6 +106,8 @@ def main() -> int:
             fp32["exit"] == 0 and fp32["steps"] == 4 and max(fp32["gap_max"], default=1) <= 1e-3,
         "bf16 CHORD run: exit 0, 4 steps, mean log-prob gap <= 0.05 every step": None if runs is None else
             bf16["exit"] == 0 and bf16["steps"] == 4 and max(bf16["gap_mean"], default=1) <= 0.05,
+        "fp32 CHORD run with vLLM sleep mode: exit 0, 4 steps, log-prob gap <= 1e-3 every step": None if runs is None
+            else slp["exit"] == 0 and slp["steps"] == 4 and max(slp["gap_max"], default=1) <= 1e-3,
     }
     gpu = torch.cuda.get_device_name().replace(" ", "_")
     out = ROOT / "benchmarks" / "results" / f"gpu_smoke_{gpu}_{dt.date.today().isoformat()}.md"

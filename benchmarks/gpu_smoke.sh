@@ -5,7 +5,8 @@
 #   2. a repeated fixed batch through the real learner (ZeRO-3, bf16, loss.impl=triton, packed
 #      micro-batches, 2+ per step): the expert log-prob must rise every step;
 #   3. a few CHORD steps of the tiny model with vLLM + DeepSpeed ZeRO-3 + triton + packing + bf16, and
-#      the same in fp32, whose log-prob gap guard (1e-3) proves vLLM gets the new weights every step.
+#      the same in fp32, whose log-prob gap guard (1e-3) proves vLLM gets the new weights every step,
+#      and in fp32 with vLLM sleep mode (weights and KV cache released while the learner trains).
 # A check whose engine is not installed (no vLLM: 3; no DeepSpeed: 2, 3) is reported "not run", never
 # "pass"; exit status 0 all passed, 1 a check failed, 2 none failed but some did not run.
 #     bash benchmarks/gpu_smoke.sh            # PYTHON=/path/to/python to use an existing environment

@@ -74,7 +74,7 @@ class RewardConfig:
     overlong_penalty: float = 0.0  # added to responses cut at rollout.max_new_tokens (e.g. -0.1)
     timeout_s: float = 2.0  # wall-clock budget per sample; a timeout scores 0 and is counted
     fallback: str = "none"  # none | last_number (when there is no \boxed{})
-    workers: int = 0  # verifier processes; 0 = min(4, CPU cores)
+    workers: int = 0  # verifier processes per rank; 0 = min(4, CPU cores / ranks on this node)
 
 
 @dataclass

@@ -47,12 +47,25 @@ def init_distributed() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), local)
 
 
+_restores = 0
+
+
 def restore_after_engine(was_initialized: bool) -> bool:
-    """An in-process vLLM engine (world size 1 only) destroys torch's default process group when it
-    shuts down; a staged run needs it again for the next stage. Returns True if it was re-created."""
+    """An in-process vLLM engine (world size 1, or one per rank with external_launcher) destroys torch's
+    default process group when it shuts down; the run's last barrier and a staged run's next stage need
+    it again. Returns True if it was re-created."""
+    global _restores
     if not was_initialized or dist.is_initialized():
         return False
-    os.environ["MASTER_PORT"] = str(_free_port())  # the old store's port may linger in TIME_WAIT
+    _restores += 1
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        os.environ["MASTER_PORT"] = str(_free_port())  # the old store's port may linger in TIME_WAIT
+    else:  # every rank must pick the same new port without talking: derive it from the launcher's;
+        # rank 0 then hosts the new store (torchrun's agent store would make every rank a client of a port
+        # nobody serves)
+        os.environ["TORCHELASTIC_USE_AGENT_STORE"] = "False"
+        base = int(os.environ.setdefault("CHORD_BASE_MASTER_PORT", os.environ["MASTER_PORT"]))
+        os.environ["MASTER_PORT"] = str(1024 + (base - 1024 + 97 * _restores) % (65535 - 1024))
     if torch.cuda.is_available():
         dist.init_process_group(backend="nccl", device_id=torch.device("cuda", torch.cuda.current_device()))
     else:

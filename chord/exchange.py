@@ -160,3 +160,13 @@ def shard(n: int, world: int, rank: int) -> range:
     base, extra = divmod(n, world)
     start = rank * base + min(rank, extra)
     return range(start, start + base + (rank < extra))
+
+
+def gather_objects(values: list) -> list:
+    """Every rank's list concatenated in rank order, pickled: only for optional diagnostic output
+    (eval.save_samples' per-sample rows), never for what training consumes."""
+    if _world() == 1:
+        return list(values)
+    box: list = [None] * _world()
+    dist.all_gather_object(box, values)
+    return [v for part in box for v in part]

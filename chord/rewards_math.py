@@ -395,7 +395,9 @@ class MathReward:
             raise ValueError(f"fallback must be 'none' or 'last_number', got {fallback!r}")
         self.format_penalty, self.overlong_penalty = float(format_penalty), float(overlong_penalty)
         self.timeout_s, self.fallback = float(timeout_s), fallback
-        self.workers = workers or min(4, os.cpu_count() or 1)
+        # every rank scores its own engine's rollouts (rollout.placement: per_rank): share the node's cores
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        self.workers = workers or max(1, min(4, (os.cpu_count() or 1) // local_ranks))
         self.worker_memory_mb, self._verifier = worker_memory_mb, _verifier
         self._pool: _VerifierPool | None = None
         self._pool_lock = threading.Lock()

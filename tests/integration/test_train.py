@@ -89,11 +89,7 @@ def test_stale_weights_stop_the_run(tiny_cache, tmp_path):
     assert "STALE step 2: learner vs rollout log-prob gap" in p.stdout, p.stdout[-2000:] + p.stderr[-3000:]
 
 
-def test_two_ranks_run(tiny_cache, tmp_path):
-    out = tmp_path / "run2"
-    p = run_cli([*torchrun(), "chord/train.py", *_args(tiny_cache, out, 3)])
-    assert p.returncode == 0, p.stderr[-3000:]
-    _check_run(out, 3)
+# The plain 2-rank run (rank 0's engine) is the rank0 side of tests/integration/test_placement.py.
 
 
 def _learner_steps(cache, out, variants, ranks=1, extra=()):
