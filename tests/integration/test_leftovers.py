@@ -1,4 +1,5 @@
-"""/dev/shm holds nothing of a finished or killed run: chord's weight folder, DeepSpeed's all-reduce buffers."""
+"""/dev/shm holds nothing of a finished or killed run: no weight files (weights travel in memory, in
+buckets), no DeepSpeed all-reduce buffers, with rank 0's engine or an engine per rank."""
 
 import os
 import time
@@ -34,14 +35,16 @@ def test_one_rank_sigkill_leaves_no_weight_folder(tiny_cache, tmp_path):
     assert _gone("chord_weights_*", before) == []
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["clean_exit", "sigkill"])
-def test_two_ranks_leave_no_deepspeed_buffers(tiny_cache, tmp_path, kill):
+@pytest.mark.parametrize("kill,placement", [(False, "rank0"), (True, "rank0"), (True, "per_rank")],
+                         ids=["clean_exit", "sigkill", "sigkill-per_rank"])
+def test_two_ranks_leave_no_deepspeed_buffers(tiny_cache, tmp_path, kill, placement):
     before = {p.name for p in SHM.glob("chord_weights_*")}
     launch = torchrun()
     port = launch[launch.index("--master_port") + 1]
     pattern = f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"
     env = {"LOCAL_SIZE": "2", **({"CHORD_TEST_KILL_AT_STEP": "2"} if kill else {})}  # LOCAL_SIZE: DeepSpeed's shm path
-    p = run_cli([*launch, "chord/train.py", *_args(tiny_cache, tmp_path / "run")], env=env)
+    p = run_cli([*launch, "chord/train.py", *_args(tiny_cache, tmp_path / "run", f"rollout.placement={placement}")],
+                env=env)
     assert (p.returncode != 0) if kill else (p.returncode == 0), p.stderr[-3000:]
     assert _gone(pattern, set()) == []
-    assert _gone("chord_weights_*", before) == []  # the engine's folder (multiprocess at 2 ranks)
+    assert _gone("chord_weights_*", before) == []  # older versions' weight folder: never again

@@ -40,12 +40,13 @@ def _launch(ranks, cache, out, env=None, *extra):
     return run_cli([*cmd, "chord/train.py", *_args(cache, out, *extra)], env=env)
 
 
-# ZeRO-3 with 2+ packed micro-batches per rank (400-token budget; the tiny rows are 20-160 tokens)
-Z3_PACKED = ("deepspeed.zero_stage=3", "trainer.max_tokens_per_micro_batch=400")
+# ZeRO-3 with 2+ packed micro-batches per rank (400-token budget; the tiny rows are 20-160 tokens), and a
+# vLLM engine in every rank (in-process: a SIGKILL takes it down with the rank; resume re-pushes to each)
+Z3_PACKED = ("deepspeed.zero_stage=3", "trainer.max_tokens_per_micro_batch=400", "rollout.placement=per_rank")
 LAYOUTS = [(1, ()), (2, ()), (2, Z3_PACKED)]
 
 
-@pytest.fixture(scope="module", params=LAYOUTS, ids=["1rank", "2ranks", "2ranks-zero3-packed"])
+@pytest.fixture(scope="module", params=LAYOUTS, ids=["1rank", "2ranks", "2ranks-zero3-packed-per_rank"])
 def reference(request, tiny_cache, tmp_path_factory):
     ranks, extra = request.param
     out = tmp_path_factory.mktemp(f"ref{ranks}") / "run"
