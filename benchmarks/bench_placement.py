@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("time/step", "time/generate_max_rank", "time/generate_mean_rank", "time/exchange", "time/weight_sync",
-        "time/learner", "rollout/tokens_per_s")
+        "time/learner", "throughput/rollout_tokens_per_s")
 
 
 def run(placement: str, steps: int, work: Path) -> dict[str, float]:

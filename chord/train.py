@@ -72,7 +72,7 @@ def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list
     m = reward_metrics(rollouts, int(sum(errs)))
     # straggler visibility: the slowest engine sets the step's pace
     m.update({"time/generate_max_rank": max(gen_s), "time/generate_mean_rank": sum(gen_s) / len(gen_s),
-              "rollout/tokens_per_s": sum(len(r.response_ids) for r in rollouts) / max(max(gen_s), 1e-9)})
+              "throughput/rollout_tokens_per_s": sum(len(r.response_ids) for r in rollouts) / max(max(gen_s), 1e-9)})
     if run.cfg.logging.save_rollouts and run.dist.is_main:
         write_rollouts(run.out_dir, step, rollouts)
     return rollouts, m

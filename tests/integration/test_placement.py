@@ -48,7 +48,7 @@ def test_per_rank_engines_sample_and_train_exactly_like_one_engine(tiny_cache, t
         rows = _check_run(out, 3)  # includes gap/logp_max <= 1e-4 every step: every engine got every push
         for r in rows:
             assert r["time/generate_max_rank"] >= r["time/generate_mean_rank"] > 0
-            assert r["rollout/tokens_per_s"] > 0
+            assert r["throughput/rollout_tokens_per_s"] > 0
     for step in (1, 2, 3):
         g1, rows1 = _groups(one, step)
         g2, rows2 = _groups(per, step)
