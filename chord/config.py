@@ -38,7 +38,7 @@ class ModelConfig:
 
 @dataclass
 class PromptDataConfig:
-    source: str = "builtin:tiny"  # builtin:tiny, a local json/jsonl/parquet file, or a hub id
+    source: str = "builtin:tiny"  # builtin:tiny|tiny_math|points24, a local json/jsonl/parquet file, or a hub id
     split: str = "train"
     prompt_column: str = "prompt"
     answer_column: str = "answer"
@@ -160,7 +160,7 @@ class BenchmarkConfig:
     """One evaluation set: problems with ground-truth answers (AIME, AMC, MATH-500 layouts)."""
 
     name: str = "???"  # metric prefix: eval/<name>/avg@k ...
-    source: str = "???"  # builtin:tiny | builtin:tiny_math | local jsonl/json/parquet | hub dataset id
+    source: str = "???"  # builtin:tiny|tiny_math|points24|points24_ood | local jsonl/json/parquet | hub id
     split: str = "test"
     prompt_column: str | None = None  # null: the first of problem, Problem, question, Question, prompt, query
     answer_column: str | None = None  # null: the first of answer, Answer, final_answer, expected_answer
