@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from chord.build import evaluates, placement, uses_expert, uses_rl
+from chord.config import ConfigError
 from chord.recipe import load_config
 from chord.stages import expand
 
@@ -59,3 +60,18 @@ def test_cpu_twin_shares_the_task_and_runs_chord_on_the_tiny_model():
         twin.data.prompts.max_prompt_length + twin.rollout.max_new_tokens, twin.data.expert.max_length
     )
     assert longest <= 512 and twin.trainer.max_tokens_per_micro_batch >= longest
+
+
+@pytest.mark.parametrize("metric", ["points24_ood/pass@1", "points24_ood/pass@2", "points24_id/distinct_2"])
+def test_best_metric_may_be_an_exploration_number(metric):
+    assert (
+        load_config(RECIPES / "points24_tiny.yaml", [f"eval.best_metric={metric}"]).eval.best_metric == metric
+    )
+
+
+@pytest.mark.parametrize("metric", ["points24_id/pass@3", "points24_id/pass@8", "overall/distinct_2"])
+def test_best_metric_refuses_numbers_evaluation_does_not_report(metric):
+    with pytest.raises(
+        ConfigError, match="eval.best_metric"
+    ):  # k = 4: pass@1, 2, 4 only; overall/* as before
+        load_config(RECIPES / "points24_tiny.yaml", [f"eval.best_metric={metric}"])
