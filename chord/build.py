@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,20 +89,53 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-BUILTIN_TASKS = {"tiny": "answer", "tiny_math": "boxed"}  # name -> tiny_task style
+def _tiny_task(style: str) -> Callable[[Path], dict[str, Path]]:
+    def files(cache_dir: Path) -> dict[str, Path]:
+        from chord.data.tiny_task import generate_tiny_task
+
+        return generate_tiny_task(cache_dir / "tiny_task", seed=0, style=style)  # rl, expert, eval
+
+    return files
+
+
+def _points24(ood: bool) -> Callable[[Path], dict[str, Path]]:
+    """The train split serves as RL prompts and expert rows (it has prompt, answer and messages);
+    points24_ood is an evaluation set only (the face-card rule is never trained on)."""
+
+    def files(cache_dir: Path) -> dict[str, Path]:
+        from chord.data.points24 import cached_points24
+
+        split = cached_points24(cache_dir / "points24", seed=0)
+        if ood:
+            return {"eval": split["eval_ood"]}
+        return {"rl": split["train"], "expert": split["train"], "eval": split["eval_id"]}
+
+    return files
+
+
+# name -> (model.cache_dir -> {kind: file}); kinds are rl, expert, eval
+BUILTIN_TASKS: dict[str, Callable[[Path], dict[str, Path]]] = {
+    "tiny": _tiny_task("answer"),
+    "tiny_math": _tiny_task("boxed"),
+    "points24": _points24(ood=False),
+    "points24_ood": _points24(ood=True),
+}
 
 
 def builtin_source(cfg: ChordConfig, source: str, kind: str) -> str:
-    """`builtin:tiny` / `builtin:tiny_math` -> the generated tiny task file of that kind (rl / expert / eval)."""
+    """`builtin:<name>` -> the generated file of that kind (rl / expert / eval); other sources unchanged."""
     if not source.startswith("builtin:"):
         return source
     name = source.split(":", 1)[1]
     if name not in BUILTIN_TASKS:
         raise ConfigError(f"unknown built-in data source '{source}' (available: "
                           f"{', '.join('builtin:' + n for n in BUILTIN_TASKS)})")
-    from chord.data.tiny_task import generate_tiny_task
-
-    return str(generate_tiny_task(Path(cfg.model.cache_dir) / "tiny_task", seed=0, style=BUILTIN_TASKS[name])[kind])
+    files = BUILTIN_TASKS[name](Path(cfg.model.cache_dir))
+    if kind not in files:
+        use = {"rl": "data.prompts.source", "expert": "data.expert.source", "eval": "eval.benchmarks[].source"}
+        raise ConfigError(f"built-in data source '{source}' has no {kind} data: it serves only as "
+                          f"{' and '.join(use[k] for k in files)}")
+    return str(files[kind])
 
 
 def steps_from_epochs(cfg: ChordConfig, prompts: ShuffledStream | None, experts: ShuffledStream | None) -> int:

@@ -38,7 +38,7 @@ class ModelConfig:
 
 @dataclass
 class PromptDataConfig:
-    source: str = "builtin:tiny"  # builtin:tiny, a local json/jsonl/parquet file, or a hub id
+    source: str = "builtin:tiny"  # builtin:tiny|tiny_math|points24, a local json/jsonl/parquet file, or a hub id
     split: str = "train"
     prompt_column: str = "prompt"
     answer_column: str = "answer"
@@ -160,7 +160,7 @@ class BenchmarkConfig:
     """One evaluation set: problems with ground-truth answers (AIME, AMC, MATH-500 layouts)."""
 
     name: str = "???"  # metric prefix: eval/<name>/avg@k ...
-    source: str = "???"  # builtin:tiny | builtin:tiny_math | local jsonl/json/parquet | hub dataset id
+    source: str = "???"  # builtin:tiny|tiny_math|points24|points24_ood | local jsonl/json/parquet | hub id
     split: str = "test"
     prompt_column: str | None = None  # null: the first of problem, Problem, question, Question, prompt, query
     answer_column: str | None = None  # null: the first of answer, Answer, final_answer, expected_answer
@@ -183,7 +183,7 @@ class EvalConfig:
     max_prompt_length: int | None = None  # null: data.prompts.max_prompt_length
     system_prompt: str | None = None  # null: data.prompts.system_prompt
     max_bad_fraction: float = 0.0  # skipped problems change the benchmark: fail by default
-    best_metric: str = "overall/avg"  # selects checkpoints/best: overall/avg|pass|length_mean|... or <bench>/avg@k
+    best_metric: str = "overall/avg"  # selects checkpoints/best: overall/avg|pass|length_mean|... or <bench>/avg@k|pass@j|distinct_2
     best_mode: str = "max"  # max | min
     save_samples: bool = False  # every response with its score in eval/samples_step_N.jsonl
 
@@ -340,6 +340,11 @@ def validate_token_budget(cfg: ChordConfig) -> None:
 EVAL_STATS = ("length_mean", "truncated_frac")
 
 
+def pass_ks(k: int) -> list[int]:
+    """The pass@j an evaluation with k samples per problem reports: 1, 2, 4, ... below k, and k."""
+    return [1 << i for i in range(k.bit_length()) if 1 << i < k] + [k]
+
+
 def validate_eval(cfg: ChordConfig) -> None:
     ev = cfg.eval
     _require(ev.every >= 0, "eval.every", "must be >= 0")
@@ -359,7 +364,8 @@ def validate_eval(cfg: ChordConfig) -> None:
     if ev.benchmarks:
         valid = [f"overall/{s}" for s in ("avg", "pass", *EVAL_STATS)] + [
             f"{b.name}/{s}" for b in ev.benchmarks
-            for s in (f"avg@{b.k or ev.k}", f"pass@{b.k or ev.k}", *EVAL_STATS)]
+            for s in (f"avg@{b.k or ev.k}", *(f"pass@{j}" for j in pass_ks(b.k or ev.k)), *EVAL_STATS,
+                      "distinct_2")]
         _require(ev.best_metric in valid, "eval.best_metric", f"must be one of {', '.join(valid)}; got {ev.best_metric!r}")
 
 

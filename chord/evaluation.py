@@ -6,7 +6,10 @@ a re-run evaluation samples the same tokens); the recipe's reward grades them an
 as solved when the reward's `correct` component is 1 (else when the reward is >= 1), so format and
 over-length penalties never change accuracy. Per benchmark:
     avg@k           mean accuracy over all n x k samples (the paper's metric, docs/algorithm.md#paper-math-setting)
-    pass@k          unbiased estimator (chord.eval_metrics), mean over problems
+    pass@k          unbiased estimator (chord.eval_metrics), mean over problems; also pass@1, 2, 4, ... < k
+                    from the same k samples (chord.analysis.exploration.pass_at_k_curve): a policy that
+                    explores keeps pass@j rising with j
+    distinct_2      distinct bigrams / all bigrams of a problem's k responses (token ids), mean over problems
     length_mean     mean response length in tokens;  truncated_frac: share cut at max_new_tokens
 and `overall/*`: the unweighted mean over benchmarks (each benchmark counts once, like a paper's
 "Avg." column). Results go to eval.jsonl, eval.md (a markdown table of every evaluation so far)
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chord.config import EVAL_STATS, BenchmarkConfig, EvalConfig
+from chord.analysis.exploration import distinct_n, pass_at_k_curve
+from chord.config import EVAL_STATS, BenchmarkConfig, EvalConfig, pass_ks
 from chord.data.loading import DataError, build_prompt_examples, load_rows
 from chord.eval_metrics import summarize
 from chord.exchange import gather_floats, gather_objects
@@ -70,6 +74,14 @@ def load_benchmark(b: BenchmarkConfig, tokenizer: Any, *, k: int, system_prompt:
     return Benchmark(b.name, items, b.k or k, report.summary())
 
 
+def _distinct_2(rollouts: Sequence[Any]) -> list[float]:
+    """distinct-2 of each problem's responses (token ids), one float per problem in rollout order."""
+    groups: dict[int, list[list[int]]] = {}
+    for r in rollouts:
+        groups.setdefault(r.group, []).append(r.response_ids)
+    return [distinct_n(g, 2) for g in groups.values()]
+
+
 def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, *, step: int,
              sampling: Sampling, shard: tuple[int, int, bool] | None = None,
              keep_samples: bool = True) -> tuple[dict[str, float], list[dict]]:
@@ -89,6 +101,7 @@ def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, 
         correct = [float(is_correct(s, i)) for s, i in zip(scores.rewards, scores.info, strict=True)]
         lengths = [float(len(r.response_ids)) for r in rollouts]
         truncated = [float(r.truncated) for r in rollouts]
+        distinct = _distinct_2(rollouts)
         errors = float(scores.errors)
         mine = [{"benchmark": b.name, "problem": b.problems[r.group].index, "sample": j % b.k,
                  "prompt": b.problems[r.group].prompt_text, "answer": a, "response": r.response_text,
@@ -97,12 +110,16 @@ def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, 
                 ] if keep_samples else []
         if shard is not None:  # graded numbers as tensors, in problem order (shards are contiguous, rank-ordered)
             reports = shard[2]
-            correct, lengths, truncated = (gather_floats(x if reports else []) for x in (correct, lengths, truncated))
+            correct, lengths, truncated, distinct = (gather_floats(x if reports else [])
+                                                     for x in (correct, lengths, truncated, distinct))
             errors = sum(gather_floats([errors] if reports else []))
             mine = gather_objects(mine if reports else []) if keep_samples else []
         per_problem = [[bool(c) for c in correct[i * b.k:(i + 1) * b.k]] for i in range(len(b.problems))]
         acc = summarize(per_problem, b.k)
         metrics.update({f"{b.name}/{key}": v for key, v in acc.items()})
+        curve = pass_at_k_curve(per_problem, b.k)
+        metrics.update({f"{b.name}/pass@{j}": curve[j - 1] for j in pass_ks(b.k)[:-1]})  # pass@k: above
+        metrics[f"{b.name}/distinct_2"] = sum(distinct) / len(distinct)
         metrics[f"{b.name}/length_mean"] = sum(lengths) / len(lengths)
         metrics[f"{b.name}/truncated_frac"] = sum(truncated) / len(truncated)
         metrics[f"{b.name}/problems"] = float(len(b.problems))
@@ -138,7 +155,8 @@ def markdown_table(records: Sequence[dict]) -> str:
     """One row per evaluation: each benchmark's avg@k and pass@k, then the overall columns."""
     if not records:
         return ""
-    keys = [k for k in records[-1] if k != "step" and ("avg@" in k or "pass@" in k)]
+    avg = [k for k in records[-1] if k != "step" and "avg@" in k]
+    keys = [x for k in avg for x in (k, k.replace("/avg@", "/pass@"))]  # not the pass@j < k curve
     keys += [k for k in ("overall/avg", "overall/pass", "overall/length_mean", "overall/truncated_frac")
              if k in records[-1]]
     lines = ["| step | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]

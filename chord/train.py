@@ -23,6 +23,7 @@ from tqdm import tqdm
 from chord import faults
 from chord.algo.advantage import group_advantages
 from chord.algo.schedule import mu_at
+from chord.analysis.exploration import all_equal_fraction, mean_distinct_n
 from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
 from chord.config import ChordConfig, ConfigError, to_yaml
 from chord.distributed import broadcast, init_distributed, shutdown
@@ -88,6 +89,13 @@ def reward_metrics(rollouts: list, errors: int) -> dict[str, float]:
          "response/truncated_frac": sum(r.truncated for r in rollouts) / len(rollouts)}
     for key in sorted({k for r in rollouts for k in r.reward_info}):
         m[f"reward/{key}"] = sum(r.reward_info.get(key, 0.0) for r in rollouts) / len(rollouts)
+    groups: dict[int, list] = {}  # a prompt group's K samples: the rollouts sharing one `group`
+    for r in rollouts:
+        groups.setdefault(r.group, []).append(r)
+    if min(map(len, groups.values())) >= 2:  # K = 1 compares nothing (and its advantage is R / (1 + eps))
+        # all rewards equal: every advantage is 0, the group gives no GRPO signal
+        m["rollout/all_equal_frac"] = all_equal_fraction([[r.reward for r in g] for g in groups.values()])
+    m["rollout/distinct_2"] = mean_distinct_n([[r.response_ids for r in g] for g in groups.values()], 2)
     return m
 
 

@@ -19,12 +19,15 @@ Files: `python -m chord.data.points24 --out DIR --n-train N --n-eval M --seed S`
 train.jsonl (prompt, answer, messages: usable as RL prompts and as expert rows), eval_id.jsonl and
 eval_ood.jsonl (prompt, answer) and manifest.json. ID eval hands are distinct card-value multisets
 that never occur in train, so ID accuracy is not memorization of the very same numbers.
+Recipes name them `builtin:points24` (train; eval_id) and `builtin:points24_ood` (eval_ood): chord.build
+writes them once into model.cache_dir/points24/ with `cached_points24`.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import random
@@ -41,6 +44,7 @@ RULE_TEXT = {
     OOD_RULE: "'J', 'Q', and 'K' count as '11', '12', and '13' respectively.",
 }
 TARGET = 24
+TASK_VERSION = 1  # bump when the hands or demos written for the same arguments change (cache key)
 
 
 def card_value(card: str, rule: str) -> int:
@@ -252,7 +256,12 @@ def build_points24(seed: int, n_train: int, n_eval: int, target: int = TARGET) -
 
 
 def write_points24(
-    out_dir: str | Path, seed: int = 0, n_train: int = 1000, n_eval: int = 234, target: int = TARGET
+    out_dir: str | Path,
+    seed: int = 0,
+    n_train: int = 1000,
+    n_eval: int = 234,
+    target: int = TARGET,
+    **manifest_extra: object,
 ) -> dict[str, Path]:
     """Write <split>.jsonl for train, eval_id, eval_ood plus manifest.json; returns the split paths."""
     out = Path(out_dir)
@@ -265,8 +274,32 @@ def write_points24(
         os.replace(tmp, paths[name])
     params = {"seed": seed, "n_train": n_train, "n_eval": n_eval, "target": target, "reward": "points24"}
     files = {k: p.name for k, p in paths.items()}
-    (out / "manifest.json").write_text(json.dumps({**params, "files": files}, indent=1) + "\n")
+    manifest = out / "manifest.json"
+    tmp = manifest.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({**params, **manifest_extra, "files": files}, indent=1) + "\n")
+    os.replace(tmp, manifest)
     return paths
+
+
+def cached_points24(
+    root: str | Path, seed: int = 0, n_train: int = 1000, n_eval: int = 234, target: int = TARGET
+) -> dict[str, Path]:
+    """The split paths in root/<key>/, written on first use; the key hashes the arguments and TASK_VERSION.
+
+    Reused only when manifest.json reads back with the same arguments and every split file is there, so an
+    interrupted write is redone (every file is written atomically, the manifest last; output is deterministic,
+    so two processes writing at once write the same bytes)."""
+    params = {"seed": seed, "n_train": n_train, "n_eval": n_eval, "target": target, "version": TASK_VERSION}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    out = Path(root) / key
+    paths = {name: out / f"{name}.jsonl" for name in ("train", "eval_id", "eval_ood")}
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        if all(manifest.get(k) == v for k, v in params.items()) and all(p.exists() for p in paths.values()):
+            return paths
+    except (OSError, ValueError):
+        pass
+    return write_points24(out, seed, n_train, n_eval, target, version=TASK_VERSION)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

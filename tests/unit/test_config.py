@@ -15,7 +15,8 @@ RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 
 def test_there_are_recipes():
-    assert {p.name for p in RECIPES} >= {"tiny.yaml", "tiny_chord_mu.yaml", "tiny_grpo.yaml", "tiny_sft.yaml"}
+    assert {p.name for p in RECIPES} >= {"tiny.yaml", "tiny_chord_mu.yaml", "tiny_grpo.yaml", "tiny_sft.yaml",
+                                         "points24_tiny.yaml", "points24_sft_then_rl.yaml"}
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)

@@ -32,7 +32,8 @@ SAMPLING = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=16)
 
 
 class FakeEngine:
-    """Answers each prompt from a table: prompt_text -> list of (response, truncated, length)."""
+    """Answers each prompt from a table: prompt_text -> list of (response, truncated, length[, response ids]);
+    without ids a response is the token ids 0 .. length - 1."""
 
     def __init__(self, table):
         self.table = table
@@ -44,8 +45,8 @@ class FakeEngine:
         for g, p in zip(range(len(prompts)) if slots is None else slots, prompts, strict=True):
             answers = self.table[p.prompt_text]
             assert len(answers) == samples, "the evaluation asked for a different k than the table holds"
-            for text, cut, n in answers:
-                out.append(Rollout(prompt_ids=list(p.prompt_ids), response_ids=list(range(n)),
+            for text, cut, n, *ids in answers:
+                out.append(Rollout(prompt_ids=list(p.prompt_ids), response_ids=ids[0] if ids else list(range(n)),
                                    sampling_logprobs=[-0.5] * n, response_text=text, truncated=cut, group=g,
                                    policy_version=0))
         return out
@@ -92,6 +93,26 @@ def _two_benchmarks():
     return [a, b], FakeEngine({**ta, **tb})
 
 
+# benchmark C: 5 problems, k = 3 (not a power of two), responses with their own token ids
+PAT_C = [[True, False, False], [False, False, False], [True, True, False], [False, True, False], [True] * 3]
+IDS_C = [[[1, 2, 3], [1, 2, 3], [1, 2, 3]],  # one response three times: 2 distinct bigrams of 6
+         [[1, 2], [2, 1], [1, 1]],  # 3 of 3
+         [[5, 5, 5, 5], [5, 5], []],  # (5, 5) only: 1 of 4
+         [[7], [8], [9]],  # no bigram at all: 0
+         [[1, 2, 3, 4], [4, 3, 2, 1], [1, 2, 4, 3]]]  # 7 of 9: (1, 2) and (4, 3) twice
+DISTINCT_C = [2 / 6, 3 / 3, 1 / 4, 0.0, 7 / 9]
+
+
+def _three_benchmarks():
+    (a, b), engine = _two_benchmarks()
+    c, tc = _bench("gen", PAT_C)
+    for i, p in enumerate(c.problems):
+        tc[p.prompt_text] = [(text, cut, len(ids), ids) for (text, cut, _), ids in zip(tc[p.prompt_text], IDS_C[i],
+                                                                                       strict=True)]
+    engine.table.update(tc)
+    return [a, b, c], engine
+
+
 # ---------------------------------------------------------------------------------------------
 # evaluate
 
@@ -120,6 +141,32 @@ def test_metrics_match_hand_counts_and_brute_force():
     assert m["overall/pass"] == pytest.approx((2 / 3 + 1 / 2) / 2)
     assert m["overall/length_mean"] == pytest.approx((sum(map(sum, LEN_A)) / 12 + 35) / 2)
     assert m["overall/truncated_frac"] == pytest.approx((3 / 12 + 3 / 4) / 2)
+
+
+def test_pass_curve_below_k_and_distinct_2():
+    benches, engine = _three_benchmarks()
+    m, _ = evaluate(engine, benches, exact, step=3, sampling=SAMPLING)
+    per_bench = {name: {k.split("/", 1)[1] for k in m if k.startswith(name + "/")} for name in ("aime", "amc", "gen")}
+    assert {k for k in per_bench["aime"] if k.startswith("pass@")} == {"pass@1", "pass@2", "pass@4"}
+    assert {k for k in per_bench["amc"] if k.startswith("pass@")} == {"pass@1", "pass@2"}
+    assert {k for k in per_bench["gen"] if k.startswith("pass@")} == {"pass@1", "pass@2", "pass@3"}
+    # hand counts: pass@1 is the mean accuracy; aime's first problem (2 of 4 correct) has pass@2 = 1 - 1/6
+    assert m["aime/pass@1"] == pytest.approx(m["aime/avg@4"]) and m["amc/pass@1"] == pytest.approx(1 / 4)
+    assert m["aime/pass@2"] == pytest.approx((5 / 6 + 0 + 1) / 3)
+    for name, pat in (("aime", PAT_A), ("amc", PAT_B), ("gen", PAT_C)):
+        for j in range(1, len(pat[0]) + 1):
+            if f"{name}/pass@{j}" in m:
+                assert m[f"{name}/pass@{j}"] == pytest.approx(sum(_brute_pass(s, j) for s in pat) / len(pat))
+    # distinct-2 over each problem's k responses (token ids 0 .. n-1 for aime and amc), mean over problems
+    assert m["aime/distinct_2"] == pytest.approx((8 / 20 + 9 / 36 + 3 / 6) / 3)
+    assert m["amc/distinct_2"] == pytest.approx((29 / 48 + 49 / 88) / 2)
+    assert m["gen/distinct_2"] == pytest.approx(sum(DISTINCT_C) / 5)
+    # overall/* and the markdown table keep their columns: avg@k and pass@k, not the curve
+    assert {k for k in m if k.startswith("overall/")} == {"overall/avg", "overall/pass", "overall/length_mean",
+                                                         "overall/truncated_frac"}
+    assert m["overall/pass"] == pytest.approx((m["aime/pass@4"] + m["amc/pass@2"] + m["gen/pass@3"]) / 3)
+    head = markdown_table([{"step": 3, **m}]).splitlines()[0]
+    assert "pass@1" not in head and "distinct" not in head and "aime/pass@4" in head and "gen/pass@3" in head
 
 
 def test_benchmark_order_does_not_change_metrics():
@@ -539,7 +586,7 @@ def _sharded(rank: int, world: int, port: int, out: str, tp: int) -> None:
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=60))
-    benches, engine = _two_benchmarks()
+    benches, engine = _three_benchmarks()
     # tp ranks share one engine (tensor parallel): only its first rank reports what it generated
     m, rows = evaluate(engine, benches, exact, step=3, sampling=SAMPLING,
                        shard=(rank // tp, world // tp, rank % tp == 0))
@@ -556,8 +603,9 @@ def test_sharded_evaluation_equals_one_engine(tmp_path, world, tp):
 
     from chord.distributed import _free_port
 
-    benches, engine = _two_benchmarks()
+    benches, engine = _three_benchmarks()
     m1, rows1 = evaluate(engine, benches, exact, step=3, sampling=SAMPLING)
+    assert {"gen/pass@2", "gen/distinct_2", "aime/pass@1"} <= m1.keys()  # the exploration numbers, exact too
     mp.spawn(_sharded, args=(world, _free_port(), str(tmp_path), tp), nprocs=world, join=True)
     got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
     for g in got:
