@@ -85,6 +85,8 @@ def main() -> int:
 
     import torch
 
+    from chord.models.tiny import build_tiny_model
+
     missing = [m for m in ("deepspeed", "vllm") if importlib.util.find_spec(m) is None]
     rb: dict = {"ok": None, "error": "not run: DeepSpeed is not installed"}
     if "deepspeed" not in missing:
@@ -95,12 +97,20 @@ def main() -> int:
             rb = json.loads(line[7:]) if line else {"ok": False, "error": p.stderr[-2000:]}
         except subprocess.TimeoutExpired as e:
             rb = {"ok": False, "error": f"timed out after {e.timeout:.0f} s: {(e.stderr or b'')[-1500:]!r}"}
+    buckets = None
+    if "deepspeed" not in missing:  # the push's buckets equal the full weights and land in an engine (no vLLM needed)
+        model = str(build_tiny_model(ROOT / ".cache/chord"))
+        p = subprocess.run([sys.executable, "tests/integration/bucket_equivalence.py", model, "bfloat16"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=float(os.environ.get("CHORD_SMOKE_TIMEOUT", 1800)))
+        buckets = next((x[7:] for x in p.stdout.splitlines() if x.startswith("RESULT ")), p.stderr[-1500:])
     # gap guard: fp32; sleep mode releases the engine's weights and KV cache after every generation
     runs = None if missing else (train_run(work, "fp32", []), train_run(work, "bf16", BF16),
                                  train_run(work, "fp32-sleep", ["rollout.sleep_mode=true"]))
     fp32, bf16, slp = runs or ({}, {}, {})
     checks = {
         "kernel tests on CUDA": a.kernels_status == 0,
+        "bucketed weight push: every tensor once, bit-equal, lands in an engine (ZeRO-3, bf16)":
+            None if buckets is None else buckets.startswith("ok"),
         "repeated batch: expert log-prob rises every step, +0.5 nats (ZeRO-3, bf16, triton, packed, 2+ micro-batches)": rb.get("ok"),
         "fp32 CHORD run: exit 0, 4 steps, log-prob gap <= 1e-3 every step": None if runs is None else
             fp32["exit"] == 0 and fp32["steps"] == 4 and max(fp32["gap_max"], default=1) <= 1e-3,
@@ -118,7 +128,7 @@ def main() -> int:
              f"command `bash benchmarks/gpu_smoke.sh`", "", "| check | result |", "|---|---|"]
     word = {True: "pass", False: "**FAIL**", None: f"not run ({', '.join(missing)} not installed)"}
     lines += [f"| {k} | {word[v]} |" for k, v in checks.items()]
-    lines += ["", f"Kernel tests: `{ktail}`", "",
+    lines += ["", f"Kernel tests: `{ktail}`", "", f"Bucketed push: `{buckets}`", "",
               f"Repeated batch: {json.dumps({k: v for k, v in rb.items() if k != 'error'})}", ""]
     for r in runs or ():
         lines += [f"CHORD run {r['name']}: exit {r['exit']}, {r['steps']} steps in {r['seconds']:.1f} s, "
