@@ -95,7 +95,8 @@ def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, 
     for b in benchmarks:
         slots = range(len(b.problems)) if shard is None else split(len(b.problems), shard[1], shard[0])
         # negative step: evaluation seeds never coincide with a training step's rollout seeds
-        rollouts = engine.generate([b.problems[i] for i in slots], b.k, -1 - step, sampling=sampling, slots=slots)
+        rollouts = engine.generate([b.problems[i] for i in slots], b.k, -1 - step, sampling=sampling,
+                                   slots=slots) if slots else []  # more engines than problems: some get none
         answers = [b.problems[r.group].answer for r in rollouts]
         scores = score_all(reward_fn, [r.response_text for r in rollouts], answers, [r.truncated for r in rollouts])
         correct = [float(is_correct(s, i)) for s, i in zip(scores.rewards, scores.info, strict=True)]

@@ -57,7 +57,9 @@ def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list
     if run.engine is not None:
         slots = shard(len(prompts), engines, group)
         with timed(times, "generate"):
-            local = run.engine.generate([prompts[i] for i in slots], t.samples_per_prompt, step, slots=slots)
+            # more engines than prompt groups leaves some with none: no engine call
+            local = run.engine.generate([prompts[i] for i in slots], t.samples_per_prompt, step,
+                                        slots=slots) if slots else []
         with timed(times, "reward"):
             scores = score_all(run.reward_fn, [r.response_text for r in local],
                                [prompts[r.group].answer for r in local], [r.truncated for r in local])

@@ -40,6 +40,7 @@ class FakeEngine:
         self.calls = []
 
     def generate(self, prompts, samples, step, sampling=None, slots=None):
+        assert prompts, "an engine with no share of the problems must not be called (vLLM with no requests)"
         self.calls.append({"prompts": list(prompts), "samples": samples, "step": step, "sampling": sampling})
         out = []
         for g, p in zip(range(len(prompts)) if slots is None else slots, prompts, strict=True):
