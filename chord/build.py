@@ -195,7 +195,7 @@ def placement(cfg: ChordConfig, world: int) -> str:
     """rank0 or per_rank (docs/architecture.md#rollout-placement); per_rank at world size 1 is rank0."""
     p = cfg.rollout.placement
     if p == "auto":
-        p = "per_rank" if torch.cuda.is_available() else "rank0"
+        p = "per_rank" if torch.cuda.is_available() and cfg.rollout.backend == "vllm" else "rank0"
     return p if world > 1 else "rank0"
 
 
