@@ -265,12 +265,40 @@ def plot(runs: list[Run], metric: str, out: Path, smooth: float) -> tuple[list[s
     return written, skipped
 
 
+def final_model(run_dir: Path) -> Path:
+    """A run's final model: the last stage's `final/` for a staged run, else what chord.diagnose resolves."""
+    from chord.analysis.checkpoints import resolve_model_folder
+
+    stages = sorted(Path(run_dir).glob("stage*/final"), key=lambda p: int(re.sub(r"\D.*", "", p.parent.name[5:]) or 0))
+    return stages[-1] if stages else resolve_model_folder(run_dir)
+
+
+def spectrum_section(runs: list, start: Path, out: Path) -> str:
+    """What each method did to the weights (arXiv 2508.16546): start -> final drift and principal angles,
+    per run one line here and the full chord.diagnose output in spectrum/<label>/."""
+    from chord.analysis.diagnostics import diagnose
+    from chord.analysis.report import write_outputs
+
+    lines = ["", "## Weights: start -> final (chord.diagnose, k = 1% of rank)", "",
+             "| run | drift mean % | U angle (deg) | V angle (deg) | random (deg) | details |", "|---|---|---|---|---|---|"]
+    for r in runs:
+        labels, pairs, rows = diagnose([start, final_model(r.path)], (0.01,), progress=False)
+        folder = out / "spectrum" / re.sub(r"[^A-Za-z0-9_.-]+", "_", r.label)
+        write_outputs(folder, labels, pairs, rows, (0.01,))
+        mean = lambda key: sum(x[key] for x in rows) / len(rows)  # noqa: E731
+        lines.append(f"| {r.label} | {100 * mean('drift_mean'):.2f} | {mean('angle_u_mean'):.2f} | "
+                     f"{mean('angle_v_mean'):.2f} | {mean('base_u_mean'):.2f} | `{folder.relative_to(out)}/summary.md` |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR[=LABEL]")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--metric", default="overall/avg", help="evaluation metric, e.g. overall/avg, aime24/avg@32")
     ap.add_argument("--smooth", type=float, default=0.6, help="EMA weight for training curves, 0 <= s < 1")
+    ap.add_argument("--spectrum", type=Path, default=None, metavar="START_MODEL",
+                    help="also diagnose each run's final model against this starting model (chord.diagnose)")
     args = ap.parse_args(argv)
     if not 0 <= args.smooth < 1:
         ap.error("--smooth must be in [0, 1)")
@@ -288,7 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     summaries = [summarize(r, metric, benches) for r in runs]
     plots, skipped = plot(runs, metric, args.out, args.smooth)
     phases = [(r.label, phases_from_rows(r.evals, r.rows)) for r in runs]
-    (args.out / "comparison.md").write_text(markdown(summaries, metric, plots, skipped, phases))
+    text = markdown(summaries, metric, plots, skipped, phases)
+    if args.spectrum is not None:
+        try:
+            text += spectrum_section(runs, args.spectrum, args.out)
+        except ValueError as e:  # chord.analysis.checkpoints.InputError: a one-line reason
+            print(f"compare: --spectrum: {e}", file=sys.stderr)
+            return 2
+    (args.out / "comparison.md").write_text(text)
     (args.out / "comparison.json").write_text(json.dumps({"metric": metric, "runs": summaries}, indent=2) + "\n")
     print(f"compare: {len(runs)} runs -> {args.out}/comparison.md, {len(plots)} plots")
     return 0

@@ -210,3 +210,35 @@ def test_phases_table(tmp_path):
     table = md[md.index("## Phases"):md.index("## Plots")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[4:] if line.startswith("|")]
     assert rows == [["CHORD", "id", "10", "40", "80"], ["sft_rl", "id", "10", "40", "—"], ["grpo", "—", "—", "—", "—"]]
+
+
+def _tiny_model(path: Path, seed: int) -> Path:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=False)
+    Qwen2ForCausalLM(cfg).save_pretrained(path)
+    return path
+
+
+def test_spectrum_section_diagnoses_each_final_model_against_the_start(tmp_path, capsys):
+    start = _tiny_model(tmp_path / "start", 0)
+    run = make_chord(tmp_path)
+    _tiny_model(run / "final", 1)  # a different model: angles well above zero
+    same = make_staged(tmp_path)
+    import shutil
+
+    shutil.copytree(start, same / "stage2-rl" / "final")  # the last stage's final equals the start: zero change
+    out = tmp_path / "cmp"
+    assert compare.main([f"{run}=CHORD", f"{same}=SAME", "--out", str(out), "--spectrum", str(start)]) == 0
+    text = (out / "comparison.md").read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith(("| CHORD", "| SAME"))}
+    chord_row = rows["CHORD"].split(" | ")
+    same_row = rows["SAME"].split(" | ")
+    assert float(same_row[1]) == 0.0 and float(same_row[2]) == 0.0  # identical weights: no drift, no rotation
+    assert float(chord_row[2]) > 10.0  # independent random inits: far from zero
+    assert (out / "spectrum" / "CHORD" / "summary.md").exists()
+    assert compare.main([str(run), "--out", str(out), "--spectrum", str(tmp_path / "nope")]) == 2
+    assert "--spectrum" in capsys.readouterr().err
