@@ -285,9 +285,9 @@ def spectrum_section(runs: list, start: Path, out: Path) -> str:
         labels, pairs, rows = diagnose([start, final_model(r.path)], (0.01,), progress=False)
         folder = out / "spectrum" / re.sub(r"[^A-Za-z0-9_.-]+", "_", r.label)
         write_outputs(folder, labels, pairs, rows, (0.01,))
-        mean = lambda key: sum(x[key] for x in rows) / len(rows)  # noqa: E731
-        lines.append(f"| {r.label} | {100 * mean('drift_mean'):.2f} | {mean('angle_u_mean'):.2f} | "
-                     f"{mean('angle_v_mean'):.2f} | {mean('base_u_mean'):.2f} | `{folder.relative_to(out)}/summary.md` |")
+        mean = {k: sum(x[k] for x in rows) / len(rows) for k in ("drift_mean", "angle_u_mean", "angle_v_mean", "base_u_mean")}
+        lines.append(f"| {r.label} | {100 * mean['drift_mean']:.2f} | {mean['angle_u_mean']:.2f} | "
+                     f"{mean['angle_v_mean']:.2f} | {mean['base_u_mean']:.2f} | `{folder.relative_to(out)}/summary.md` |")
     return "\n".join(lines) + "\n"
 
 
