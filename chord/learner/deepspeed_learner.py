@@ -189,13 +189,9 @@ class DeepSpeedLearner:
 
         Under ZeRO-3 a yielded tensor is valid after the next iteration only if `copy` (a rank that
         discards the weights passes copy=False and clones nothing)."""
-        module = self.engine.module
-        for name, p in module.named_parameters():
-            if self.zero_stage == 3:
-                with deepspeed.zero.GatheredParameters([p]):
-                    yield name, (p.data.detach().clone() if copy else p.data)
-            else:
-                yield name, p.detach()
+        for bucket in self.weight_buckets(1):  # a 1-byte limit: one tensor per bucket, one gathered at a time
+            for name, t in bucket:
+                yield name, (t.detach().clone() if copy and self.zero_stage == 3 else t)
 
     def weight_buckets(self, limit_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
         """HF-named weights in buckets of <= limit_bytes, model order; collective (every rank iterates).

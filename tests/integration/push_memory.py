@@ -13,12 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
-def rss(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
-
-
 if __name__ == "__main__":
+    from benchmarks.bench_loss import _rss as rss  # the /proc/self/status reader the memory benchmarks use
     from chord.build import build_learner
     from chord.distributed import init_distributed, shutdown
     from chord.recipe import load_config
