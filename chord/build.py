@@ -113,12 +113,27 @@ def _points24(ood: bool) -> Callable[[Path], dict[str, Path]]:
     return files
 
 
+def _cards(ood: bool) -> Callable[[Path], dict[str, Path]]:
+    """ID hands (rule face=10) for RL prompts, expert rows and evaluation; cards_ood (rule face=faces)
+    is an evaluation set only."""
+
+    def files(cache_dir: Path) -> dict[str, Path]:
+        from chord.data.cards import generate_cards_task
+
+        out = generate_cards_task(cache_dir / "cards_task", seed=0)
+        return {"eval": out["eval_ood"]} if ood else {k: out[k] for k in ("rl", "expert", "eval")}
+
+    return files
+
+
 # name -> (model.cache_dir -> {kind: file}); kinds are rl, expert, eval
 BUILTIN_TASKS: dict[str, Callable[[Path], dict[str, Path]]] = {
     "tiny": _tiny_task("answer"),
     "tiny_math": _tiny_task("boxed"),
     "points24": _points24(ood=False),
     "points24_ood": _points24(ood=True),
+    "cards": _cards(ood=False),
+    "cards_ood": _cards(ood=True),
 }
 
 

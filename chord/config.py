@@ -30,7 +30,7 @@ class RunConfig:
 
 @dataclass
 class ModelConfig:
-    path: str = "tiny"  # "tiny" = built-in tiny Qwen2 built offline; else a hub id or local folder
+    path: str = "tiny"  # "tiny" | "cards" = a built-in Qwen2 built offline; else a hub id or local folder
     cache_dir: str = ".cache/chord"  # where the built-in tiny model and task data are built
     dtype: str = "float32"  # float32 | bfloat16 (log-probs are always computed in fp32)
     gradient_checkpointing: bool = False  # recompute layer activations in backward (long responses)
@@ -38,7 +38,7 @@ class ModelConfig:
 
 @dataclass
 class PromptDataConfig:
-    source: str = "builtin:tiny"  # builtin:tiny|tiny_math|points24, a local json/jsonl/parquet file, or a hub id
+    source: str = "builtin:tiny"  # builtin:tiny|tiny_math|points24|cards, a local json/jsonl/parquet file, or a hub id
     split: str = "train"
     prompt_column: str = "prompt"
     answer_column: str = "answer"
@@ -160,7 +160,7 @@ class BenchmarkConfig:
     """One evaluation set: problems with ground-truth answers (AIME, AMC, MATH-500 layouts)."""
 
     name: str = "???"  # metric prefix: eval/<name>/avg@k ...
-    source: str = "???"  # builtin:tiny|tiny_math|points24|points24_ood | local jsonl/json/parquet | hub id
+    source: str = "???"  # builtin:tiny|tiny_math|points24|points24_ood|cards|cards_ood | local jsonl/json/parquet | hub id
     split: str = "test"
     prompt_column: str | None = None  # null: the first of problem, Problem, question, Question, prompt, query
     answer_column: str | None = None  # null: the first of answer, Answer, final_answer, expected_answer
@@ -417,7 +417,7 @@ def validate_paths(cfg: ChordConfig) -> None:
     """Folders and files named by the recipe, checked before anything is built."""
     _not_a_file(cfg.run.output_dir, "run.output_dir")
     sources = (cfg.data.prompts.source, cfg.data.expert.source, *(b.source for b in cfg.eval.benchmarks))
-    if cfg.model.path == "tiny" or any(str(s).startswith("builtin:") for s in sources):
+    if cfg.model.path in ("tiny", "cards") or any(str(s).startswith("builtin:") for s in sources):
         _not_a_file(cfg.model.cache_dir, "model.cache_dir")  # the tiny model and task files are built there
     ds = cfg.deepspeed.config_path
     if ds:

@@ -38,7 +38,7 @@ def _math() -> RewardFn:
     return math_reward
 
 
-BUILTIN: dict[str, RewardFn] = {"tiny": _tiny, "points24": _points24}
+BUILTIN: dict[str, RewardFn] = {"tiny": _tiny, "cards": _tiny, "points24": _points24}  # cards: `Answer: N` too
 LAZY_BUILTIN: dict[str, Callable[[], RewardFn]] = {"math": _math}
 
 

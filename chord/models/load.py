@@ -12,11 +12,15 @@ class ModelError(ValueError):
 
 
 def resolve_model_path(name_or_path: str, cache_dir: str | Path) -> str:
-    """"tiny" -> the built-in tiny model (built once, cached); a local folder -> itself; else a hub id."""
+    """"tiny" / "cards" -> a built-in model (built once, cached); a local folder -> itself; else a hub id."""
     if name_or_path == "tiny":
         from chord.models.tiny import build_tiny_model
 
         return str(build_tiny_model(cache_dir))
+    if name_or_path == "cards":
+        from chord.models.cards_base import build_cards_model
+
+        return str(build_cards_model(cache_dir))
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():

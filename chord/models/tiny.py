@@ -29,7 +29,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def _train_tokenizer(seed: int, vocab_size: int):
+def train_tokenizer(corpus: list[str], vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -38,7 +38,7 @@ def _train_tokenizer(seed: int, vocab_size: int):
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
-    corpus = tiny_task_corpus(seed, 3000) + [f"<|im_start|>user\n{t}<|im_end|>" for t in ("system", "assistant")]
+    corpus = corpus + [f"<|im_start|>user\n{t}<|im_end|>" for t in ("system", "assistant")]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus, trainer)
@@ -46,6 +46,11 @@ def _train_tokenizer(seed: int, vocab_size: int):
                                    model_max_length=512)
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def tiny_tokenizer(seed: int = 0, vocab_size: int = 512):
+    """The tiny model's tokenizer: byte-level BPE trained on the tiny task's text."""
+    return train_tokenizer(tiny_task_corpus(seed, 3000), vocab_size)
 
 
 def _warmup(model, tokenizer, seed: int, steps: int, batch: int, lr: float) -> None:
@@ -76,8 +81,6 @@ def build_tiny_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 12
     head_dim >= 32 because vLLM's CPU attention supports no smaller head. The folder is written to a
     temporary name and renamed, so concurrent builders never see a half-written model.
     """
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
     args = dict(seed=seed, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, head_dim=head_dim,
                 intermediate_size=intermediate_size, vocab_size=vocab_size, warmup_steps=warmup_steps,
                 warmup_batch=warmup_batch, warmup_lr=warmup_lr, version=BUILD_VERSION)
@@ -86,7 +89,18 @@ def build_tiny_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 12
     if (final / "config.json").exists():
         return final
     t0 = time.perf_counter()
-    tokenizer = _train_tokenizer(seed, vocab_size)
+    tokenizer = tiny_tokenizer(seed, vocab_size)
+    model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
+    if warmup_steps:
+        _warmup(model, tokenizer, seed, warmup_steps, warmup_batch, warmup_lr)
+    return save_model_folder(model, tokenizer, args, final, t0)
+
+
+def new_qwen2(tokenizer, seed: int, hidden_size: int, num_layers: int, num_heads: int, head_dim: int,
+              intermediate_size: int):
+    """A random-init fp32 Qwen2 policy for `tokenizer` (untied head, 512 positions)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
     torch.manual_seed(seed)
     cfg = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
@@ -95,9 +109,13 @@ def build_tiny_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 12
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
         torch_dtype="float32",
     )
-    model = Qwen2ForCausalLM(cfg)
-    if warmup_steps:
-        _warmup(model, tokenizer, seed, warmup_steps, warmup_batch, warmup_lr)
+    return Qwen2ForCausalLM(cfg)
+
+
+def save_model_folder(model, tokenizer, args: dict, final: Path, t0: float) -> Path:
+    """Write model, tokenizer and generation config to a temporary name, then rename it to `final`."""
+    from transformers import GenerationConfig
+
     tmp = final.parent / f".{final.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))

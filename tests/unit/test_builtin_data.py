@@ -89,9 +89,9 @@ def test_tiny_sources_still_resolve(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    from chord.models.tiny import _train_tokenizer
+    from chord.models.tiny import tiny_tokenizer
 
-    return _train_tokenizer(seed=0, vocab_size=512)  # the tiny model's tokenizer (chord.models.tiny)
+    return tiny_tokenizer(seed=0, vocab_size=512)  # the tiny model's tokenizer (chord.models.tiny)
 
 
 def test_points24_tiny_recipe_lengths_keep_every_row(tmp_path, tiny_tokenizer):

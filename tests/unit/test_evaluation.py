@@ -276,9 +276,9 @@ def test_sample_rows_one_per_response():
 
 @pytest.fixture(scope="module")
 def tok():
-    from chord.models.tiny import _train_tokenizer
+    from chord.models.tiny import tiny_tokenizer
 
-    return _train_tokenizer(seed=0, vocab_size=512)
+    return tiny_tokenizer(seed=0, vocab_size=512)
 
 
 def _jsonl(path, rows):

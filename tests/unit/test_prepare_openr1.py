@@ -216,10 +216,10 @@ def test_missing_columns_and_bad_source_fail_in_one_line(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def tok_dir(tmp_path_factory):
-    from chord.models.tiny import _train_tokenizer
+    from chord.models.tiny import tiny_tokenizer
 
     path = tmp_path_factory.mktemp("tok")
-    _train_tokenizer(seed=0, vocab_size=512).save_pretrained(str(path))
+    tiny_tokenizer(seed=0, vocab_size=512).save_pretrained(str(path))
     return path
 
 

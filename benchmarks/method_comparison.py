@@ -1,0 +1,414 @@
+"""CHORD-mu / CHORD-phi vs SFT-then-RL vs SFT vs GRPO on the card-sum task: seeds, 95% CIs, ID and OOD.
+
+    python benchmarks/method_comparison.py [--seeds 3] [--seed-offset 0] [--steps 60] [--out DIR] [--runs DIR]
+    python benchmarks/method_comparison.py --quick      # CI: 1 seed, 6 steps, a quickly built base model
+
+Every method gets the same budget: `--steps` optimizer steps (SFT-then-RL: half SFT, then GRPO from the SFT
+stage's best ID evaluation) and the same expert demonstrations (builtin:cards); their wall time and tokens
+differ and are reported. Each (method, seed) is an ordinary `chord/train.py` run under RUNS/<method>/seed<s>;
+a killed benchmark re-run with the same arguments skips finished runs and resumes the interrupted one from its
+checkpoint (trainer.save_every). One progress bar covers the whole grid.
+
+Writes OUT/: results.md (ID / OOD avg@k at start, best, final: mean +- 95% CI over seeds; wall time, tokens;
+phases per run; the setting checks; one sentence per comparison), results.json (every number per run),
+eval_id.png / eval_ood.png / train_reward.png (mean over seeds with a 95% band) and provenance.md.
+Model, task and design: docs/benchmark.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: chord from this checkout
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from compare import Run, eval_stats, load_run, series  # noqa: E402
+
+from chord.analysis.phases import Phases  # noqa: E402
+from chord.analysis.run_phases import phases_from_rows  # noqa: E402
+from chord.analysis.seed_stats import diff_ci, mean_ci, verdict  # noqa: E402
+
+METHODS = {  # label -> recipe; the order of the table
+    "SFT": "recipes/cards_sft.yaml",
+    "GRPO": "recipes/cards_grpo.yaml",
+    "SFT-then-RL": "recipes/cards_sft_then_rl.yaml",
+    "CHORD-mu": "recipes/cards_chord_mu.yaml",
+    "CHORD-phi": "recipes/cards.yaml",
+}
+SPLITS = ("id", "ood")
+DONE = "benchmark_done.json"
+POLL_S = 2.0  # how often the progress bar reads the running run's metrics
+
+
+@dataclass
+class Plan:
+    method: str
+    seed: int
+    dir: Path
+    args: list[str]
+    steps: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}/seed{self.seed}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0): seeds are offset..offset+n-1")
+    p.add_argument("--steps", type=int, default=60, help="optimizer steps per run, every method (default 60)")
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--k", type=int, default=4, help="samples per evaluation problem (avg@k)")
+    p.add_argument("--eval-problems", type=int, default=None, help="the first N problems of each split (all: 100)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--base-steps", type=int, default=None,
+                   help="pretraining steps of the base model (default: the built-in `cards` model's)")
+    p.add_argument("--cache-dir", type=Path, default=ROOT / ".cache/chord",
+                   help="model.cache_dir: the base model and task files (default .cache/chord)")
+    p.add_argument("--runs", type=Path, default=None, help="run folders (default runs/method-comparison)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default benchmarks/results/method_comparison_<date>)")
+    p.add_argument("--quick", action="store_true",
+                   help="CI size: 1 seed, 6 steps, eval every 3 on 16 problems x 2, a small base pretrained 60 steps")
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--fake-trainer", default=str(ROOT / "chord/train.py"), help=argparse.SUPPRESS)  # tests
+    a = p.parse_args(argv)
+    if a.quick:
+        a.seeds, a.steps, a.eval_every, a.k = 1, 6, 3, 2
+        a.eval_problems = a.eval_problems or 16
+        a.base_steps = a.base_steps or 60
+    if a.steps < 2 or a.seeds < 1 or a.eval_every < 1:
+        p.error("--steps >= 2, --seeds >= 1 and --eval-every >= 1")
+    a.runs = a.runs or ROOT / ("runs/method-comparison-quick" if a.quick else "runs/method-comparison")
+    a.out = a.out or ROOT / f"benchmarks/results/method_comparison_{date.today():%Y-%m-%d}"
+    return a
+
+
+QUICK_BASE = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128, "batch": 32}
+
+
+def base_model(a: argparse.Namespace) -> str:
+    """`cards` (built on first use by chord.train), or a base model built here (--base-steps, --quick)."""
+    if a.base_steps is None:
+        return "cards"
+    from chord.models.cards_base import build_cards_model
+
+    return str(build_cards_model(a.cache_dir, steps=a.base_steps, **(QUICK_BASE if a.quick else {})))
+
+
+def _stage_override(recipe: Path, steps: int) -> str:
+    """The recipe's `stages` with their steps scaled to the budget (SFT first half, RL the rest)."""
+    stages = yaml.safe_load(recipe.read_text())["stages"]
+    total = sum(s["trainer"]["steps"] for s in stages)
+    done = 0
+    for s in stages[:-1]:
+        s["trainer"]["steps"] = max(1, round(steps * s["trainer"]["steps"] / total))
+        done += s["trainer"]["steps"]
+    stages[-1]["trainer"]["steps"] = steps - done
+    return "stages=" + json.dumps(stages)
+
+
+def plan(a: argparse.Namespace, model: str) -> list[Plan]:
+    common = [f"model.path={model}", f"model.cache_dir={a.cache_dir}", f"trainer.save_every={max(1, a.eval_every)}", "trainer.keep_last=1",
+              "logging.progress_bar=false", f"eval.every={a.eval_every}", f"eval.k={a.k}"]
+    if a.eval_problems:
+        common.append("eval.benchmarks=" + json.dumps(
+            [{"name": s, "source": f"builtin:{'cards' if s == 'id' else 'cards_ood'}", "k": a.k,
+              "max_problems": a.eval_problems} for s in SPLITS]))
+    else:
+        common += [f"eval.benchmarks.{i}.k={a.k}" for i in range(len(SPLITS))]
+    plans = []
+    for seed in range(a.seed_offset, a.seed_offset + a.seeds):
+        for m in a.methods:
+            recipe = ROOT / METHODS[m]
+            raw = yaml.safe_load(recipe.read_text())
+            budget = [_stage_override(recipe, a.steps)] if "stages" in raw else [f"trainer.steps={a.steps}"]
+            if raw.get("algorithm", {}).get("mu", {}).get("decay_steps"):  # CHORD-mu: decay over the first half
+                budget.append(f"algorithm.mu.decay_steps={max(1, a.steps // 2)}")
+            d = a.runs / m / f"seed{seed}"
+            plans.append(Plan(m, seed, d, [str(recipe), f"run.output_dir={d}", f"run.seed={seed}", *common, *budget],
+                              a.steps))
+    return plans
+
+
+def steps_done(d: Path) -> int:
+    """Steps logged so far (all stages): the progress bar's position."""
+    files = sorted(d.glob("stage*/metrics.jsonl")) or [d / "metrics.jsonl"]
+    n = 0
+    for f in files:
+        if f.is_file():
+            n += len({json.loads(x).get("step") for x in f.read_text(errors="replace").splitlines()
+                      if x.startswith("{") and x.endswith("}")})
+    return n
+
+
+def execute(p: Plan, cmd: list[str], bar: tqdm, log: Path) -> dict:
+    """Run (or resume) one training; returns {"wall_s": ...} accumulated over attempts."""
+    state_f = p.dir / "benchmark_attempts.json"
+    p.dir.mkdir(parents=True, exist_ok=True)
+    state = json.loads(state_f.read_text()) if state_f.is_file() else {"wall_s": 0.0, "attempts": 0}
+    cmd = [*cmd, *p.args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    t0, base = time.perf_counter(), bar.n
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            while proc.poll() is None:
+                time.sleep(POLL_S)
+                bar.update(base + min(steps_done(p.dir), p.steps) - bar.n)
+        except BaseException:  # Ctrl-C: stop the run; it resumes from its checkpoint next time
+            proc.terminate()
+            proc.wait()
+            raise
+        finally:
+            state["wall_s"] += time.perf_counter() - t0
+            state["attempts"] += 1
+            state_f.write_text(json.dumps(state))
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        raise SystemExit(f"method_comparison: {p.name} failed (exit {proc.returncode}): {tail[0]} (log: {log})")
+    bar.update(base + p.steps - bar.n)
+    return state
+
+
+def run_grid(plans: list[Plan], train: list[str], log: Path) -> None:
+    bar = tqdm(total=sum(p.steps for p in plans), desc="grid", unit="step", dynamic_ncols=True)
+    for p in plans:
+        done = p.dir / DONE
+        if done.is_file():
+            bar.update(p.steps)
+            continue
+        bar.set_postfix_str(p.name)
+        state = execute(p, train, bar, log)
+        done.write_text(json.dumps({**state, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+    bar.close()
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    plan: Plan
+    run: Run
+    wall_s: float
+    tokens: float
+    phases: dict[str, Phases]
+
+    def stat(self, split: str) -> dict:
+        return eval_stats(self.run, f"{split}/avg@{self.k}")
+
+    @property
+    def k(self) -> int:
+        keys = [key for r in self.run.evals for key in r if key.startswith("id/avg@")]
+        return int(keys[0].split("@")[1]) if keys else 0
+
+
+def collect(plans: list[Plan]) -> list[Result]:
+    out = []
+    for p in plans:
+        run = load_run(p.dir, p.name)
+        tokens = sum(r.get("tokens/rollout", 0) + r.get("tokens/expert", 0) for r in run.rows)
+        wall = json.loads((p.dir / DONE).read_text())["wall_s"]
+        out.append(Result(p, run, wall, tokens, phases_from_rows(run.evals, run.rows)))
+    return out
+
+
+def by_method(results: list[Result]) -> dict[str, list[Result]]:
+    out: dict[str, list[Result]] = {}
+    for r in results:
+        out.setdefault(r.plan.method, []).append(r)
+    return out
+
+
+def values(rs: list[Result], split: str, at: str) -> list[float]:
+    return [v for r in rs if (v := r.stat(split)[at]) is not None]
+
+
+def main_table(groups: dict[str, list[Result]]) -> list[str]:
+    head = "| method | seeds | " + " | ".join(f"{s.upper()} {at}" for s in SPLITS for at in ("start", "best", "final"))
+    lines = [head + " | wall time per run (s) | tokens per run (k) |",
+             "|---" * (2 + 3 * len(SPLITS) + 2) + "|"]
+    for m, rs in groups.items():
+        cells = [mean_ci(values(rs, s, at)).fmt() for s in SPLITS for at in ("start", "best", "final")]
+        wall = mean_ci([r.wall_s for r in rs]).fmt(scale=1.0, digits=0)
+        tok = mean_ci([r.tokens / 1000 for r in rs]).fmt(scale=1.0, digits=0)
+        lines.append(f"| {m} | {len(rs)} | " + " | ".join(cells) + f" | {wall} | {tok} |")
+    return lines
+
+
+def phase_rows(results: list[Result]) -> list[str]:
+    lines = ["| run | split | shift | readapt | overfit |", "|---|---|---|---|---|"]
+    for r in results:
+        for split in SPLITS:
+            ph = r.phases.get(split)
+            if ph is None:
+                continue
+            cell = [str(getattr(ph, n)) if getattr(ph, n) is not None else "—" for n in ("shift", "readapt", "overfit")]
+            lines.append(f"| {r.plan.name} | {split.upper()} | " + " | ".join(cell) + " |")
+    return lines
+
+
+def gains(rs: list[Result], split: str, at: str = "final") -> list[float]:
+    return [r.stat(split)[at] - r.stat(split)["start"] for r in rs if r.stat(split)["start"] is not None]
+
+
+def checks(groups: dict[str, list[Result]]) -> list[str]:
+    """The setting's promises (docs/benchmark.md), each measured here: pass or fail, with the numbers."""
+    out = []
+    if "GRPO" in groups:
+        g = mean_ci(gains(groups["GRPO"], "id"))
+        ok = g.n >= 2 and g.mean >= 0.10 and g.excludes_zero()
+        out.append(f"- [{'x' if ok else ' '}] GRPO raises held-out ID accuracy by >= 10 points with a 95% CI "
+                   f"excluding 0: final - start = {g.fmt()} points.")
+    if "SFT" in groups:
+        rs = groups["SFT"]
+        dips = [min(v for _, v in zip(*series(r.run.evals, f"id/avg@{r.k}"))) - r.stat("id")["start"] for r in rs]
+        ups = gains(rs, "id", "best")
+        d, u = mean_ci(dips), mean_ci(ups)
+        shifted = sum(r.phases.get("id") is not None and r.phases["id"].shift is not None for r in rs)
+        readapted = sum(r.phases.get("id") is not None and r.phases["id"].readapt is not None for r in rs)
+        ok = d.n >= 2 and d.high < 0 and u.low > 0
+        out.append(f"- [{'x' if ok else ' '}] SFT first drops below the base on ID (lowest - start = {d.fmt()} "
+                   f"points) and then recovers above it (best - start = {u.fmt()} points); phase labels: shift in "
+                   f"{shifted}/{len(rs)} runs, readapt in {readapted}/{len(rs)}.")
+        over = sum(r.phases.get("ood") is not None and r.phases["ood"].overfit is not None for r in rs)
+        late = mean_ci([r.stat("ood")["final"] - r.stat("ood")["best"] for r in rs])
+        out.append(f"- [{'x' if over else ' '}] SFT overfits OOD (held-out OOD accuracy falls from its peak while "
+                   f"the expert loss keeps falling): overfit label in {over}/{len(rs)} runs; OOD final - best = "
+                   f"{late.fmt()} points.")
+    return out
+
+
+def sentences(groups: dict[str, list[Result]]) -> list[str]:
+    out = []
+    for a in ("CHORD-mu", "CHORD-phi"):
+        for b in ("SFT-then-RL", "GRPO", "SFT"):
+            if a not in groups or b not in groups:
+                continue
+            for split in SPLITS:
+                d = diff_ci(values(groups[a], split, "final"), values(groups[b], split, "final"))
+                out.append("- " + verdict(d, a, b, f"{split.upper()} final accuracy"))
+    if "SFT-then-RL" in groups and "GRPO" in groups:
+        for split in SPLITS:
+            d = diff_ci(values(groups["SFT-then-RL"], split, "final"), values(groups["GRPO"], split, "final"))
+            out.append("- " + verdict(d, "SFT-then-RL", "GRPO", f"{split.upper()} final accuracy"))
+    return out
+
+
+def ranking(groups: dict[str, list[Result]], split: str) -> str:
+    means = sorted(((mean_ci(values(rs, split, "final")).mean, m) for m, rs in groups.items()), reverse=True)
+    return " > ".join(f"{m} ({100 * v:.1f})" for v, m in means)
+
+
+def plot_curves(groups: dict[str, list[Result]], out: Path) -> list[str]:
+    made = []
+    boundaries = {m: rs[0].run.boundaries for m, rs in groups.items() if rs[0].run.boundaries}
+    for name, key_of, title in [
+        *[(f"eval_{s}.png", (lambda r, s=s: f"{s}/avg@{r.k}"), f"held-out {s.upper()} accuracy (avg@k)")
+          for s in SPLITS],
+        ("train_reward.png", lambda r: "reward/mean", "training reward (rollouts)"),
+    ]:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        drew = False
+        for m, rs in groups.items():
+            src = [dict(zip(*series(r.run.evals if name.startswith("eval") else r.run.rows, key_of(r))))
+                   for r in rs]
+            steps = sorted(set.intersection(*(set(s) for s in src))) if src else []
+            if not steps:
+                continue
+            cis = [mean_ci([s[x] for s in src]) for x in steps]
+            mean = [100 * c.mean for c in cis]
+            line, = ax.plot(steps, mean, label=m, marker="o" if name.startswith("eval") else None, ms=3)
+            if len(rs) > 1:
+                ax.fill_between(steps, [100 * c.low for c in cis], [100 * c.high for c in cis],
+                                color=line.get_color(), alpha=0.15, lw=0)
+            for b, _ in boundaries.get(m, []):
+                ax.axvline(b, color=line.get_color(), ls=":", lw=1)
+            drew = True
+        if not drew:
+            plt.close(fig)
+            continue
+        n = max(len(rs) for rs in groups.values())
+        band = f"mean of {n} seeds, band = 95% CI" if n > 1 else "1 seed"
+        ax.set(xlabel="optimizer step", ylabel="%", title=f"{title}: {band}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+    return made
+
+
+def report(a: argparse.Namespace, results: list[Result], wall: float, model: str) -> None:
+    out = a.out
+    out.mkdir(parents=True, exist_ok=True)
+    groups = by_method(results)
+    plots = plot_curves(groups, out)
+    k = results[0].k
+    md = ["# Method comparison on the card-sum task", "",
+          f"{len(groups)} methods x {a.seeds} seed(s) (seeds {a.seed_offset}..{a.seed_offset + a.seeds - 1}), "
+          f"{a.steps} optimizer steps each, evaluation every {a.eval_every} steps: held-out ID hands (rule J/Q/K = 10) "
+          f"and OOD hands (rule J/Q/K = 11/12/13, at least one face card), avg@{k} at temperature 1.0, in %. "
+          "Cells: mean ± half-width of the 95% Student-t interval over seeds. Best = the highest evaluation "
+          "(chosen on the test curve itself, so optimistic); final = the last. Setting: docs/benchmark.md.", "",
+          *main_table(groups), "", "## Comparisons (final accuracy; Welch 95% CI of the difference)", "",
+          *sentences(groups), "", f"Ranking by mean ID final: {ranking(groups, 'id')}.  ",
+          f"Ranking by mean OOD final: {ranking(groups, 'ood')}.", "", "## Setting checks", "", *checks(groups), "",
+          "## Phases per run (chord.analysis.phases: the step where each starts; — = not detected; runs "
+          "without SFT steps have none)", "", *phase_rows(results), "", "## Plots", "",
+          *[f"![{p}]({p})" for p in plots], ""]
+    (out / "results.md").write_text("\n".join(md))
+    js = [{"method": r.plan.method, "seed": r.plan.seed, "dir": str(r.plan.dir), "wall_s": r.wall_s,
+           "tokens": r.tokens, **{s: r.stat(s) for s in SPLITS},
+           "phases": {s: {n: getattr(ph, n) for n in ("shift", "readapt", "overfit")} for s, ph in r.phases.items()}}
+          for r in results]
+    (out / "results.json").write_text(json.dumps(js, indent=1))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    (out / "provenance.md").write_text("\n".join([
+        "# Provenance", "",
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}; commit: {commit.strip() or '?'}"
+        f"{' (with uncommitted changes)' if dirty else ''}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, {platform.platform()}",
+        f"- command: python benchmarks/method_comparison.py {' '.join(sys.argv[1:])}",
+        f"- base model: {model}; runs in {a.runs}",
+        f"- wall time of this invocation: {wall:.0f} s (finished runs skipped on a rerun are not in it); "
+        f"sum of run wall times: {sum(r.wall_s for r in results):.0f} s", ""]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    t0 = time.perf_counter()
+    model = base_model(a)
+    plans = plan(a, model)
+    a.runs.mkdir(parents=True, exist_ok=True)
+    run_grid(plans, [a.python, a.fake_trainer], a.runs / "train.log")
+    report(a, collect(plans), time.perf_counter() - t0, model)
+    print(f"method_comparison: {len(plans)} runs -> {a.out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

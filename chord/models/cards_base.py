@@ -1,0 +1,83 @@
+"""The built-in card-sum base model (`model.path: cards`): a few-million-parameter Qwen2 pretrained offline.
+
+Pretraining, deterministic from a seed, mixes two kinds of text (chord.data.cards):
+* chat-formatted hands under both rules answered in the **terse** style, with noisy answers (right
+  with probability `correct`, else off by 1 or 2): the base answers hands, weakly;
+* plain text, half arithmetic facts (`17 + 4 = 21.`), half what a hand's cards are worth under a rule
+  (`7, K, 4 are worth 7, 13, 4 when ...`): it knows the pieces of the expert's procedure.
+It never sees the step-by-step expert style. Held-out hands (chord.data.cards.split) are never
+pretrained on, under either rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from chord.data import cards
+from chord.models.tiny import new_qwen2, save_model_folder, train_tokenizer
+
+BUILD_VERSION = 2
+
+
+def _batch(tokenizer, rng: random.Random, hands: dict[str, list], size: int, correct: float, facts: float):
+    texts = []
+    for _ in range(size):
+        rule = rng.choice((cards.ID_RULE, cards.OOD_RULE))
+        h = rng.choice(hands[rule])
+        if rng.random() < facts:  # plain text: half arithmetic facts, half card values
+            fact = cards.arithmetic_fact(rng) if rng.random() < 0.5 else cards.value_fact(h, rule)
+            texts.append(fact + tokenizer.eos_token)
+            continue
+        msgs = [{"role": "user", "content": cards.prompt_text(h, rule)},
+                {"role": "assistant", "content": cards.noisy_answer(h, rule, rng, correct)}]
+        texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
+    enc = tokenizer(texts, return_tensors="pt", padding=True)
+    return enc, enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+
+
+def _pretrain(model, tokenizer, seed: int, steps: int, batch: int, lr: float, correct: float, facts: float,
+              log_every: int = 0) -> None:
+    rng = random.Random(seed + 23)
+    parts = cards.split(seed=0, n_eval=100)  # the task files' split (builtin:cards uses seed 0)
+    held_out = set(parts["eval_id"]) | set(parts["eval_ood"])
+    hands = {rule: [h for h in cards.all_hands() if h not in held_out] for rule in (cards.ID_RULE, cards.OOD_RULE)}
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.1, 1 - s / steps))
+    model.train()
+    for step in range(steps):
+        enc, labels = _batch(tokenizer, rng, hands, batch, correct, facts)
+        loss = model(**enc, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if log_every and step % log_every == 0:
+            print(f"pretrain step {step} loss {loss.item():.4f}", flush=True)
+    model.eval()
+
+
+def build_cards_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 192, num_layers: int = 4,
+                      num_heads: int = 6, head_dim: int = 32, intermediate_size: int = 512, vocab_size: int = 384,
+                      steps: int = 800, batch: int = 64, lr: float = 2e-3, correct: float = 0.5,
+                      facts: float = 0.4, log_every: int = 0) -> Path:
+    """Build (or reuse) the card-sum base model folder; deterministic for equal arguments."""
+    args = dict(seed=seed, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, head_dim=head_dim,
+                intermediate_size=intermediate_size, vocab_size=vocab_size, steps=steps, batch=batch, lr=lr,
+                correct=correct, facts=facts, version=BUILD_VERSION, task_version=cards.TASK_VERSION)
+    key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+    final = Path(cache_dir) / f"cards-{key}"
+    if (final / "config.json").exists():
+        return final
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer(cards.corpus(seed, 3000), vocab_size)
+    model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
+    _pretrain(model, tokenizer, seed, steps, batch, lr, correct, facts, log_every)
+    return save_model_folder(model, tokenizer, args, final, t0)

@@ -1,0 +1,137 @@
+"""The card-sum task (chord.data.cards), its recipes and the seed statistics of the method comparison."""
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from chord.analysis.seed_stats import diff_ci, mean_ci, t975, verdict
+from chord.data import cards
+from chord.data.tiny_task import tiny_reward
+from chord.recipe import load_config
+from chord.stages import expand
+
+pytestmark = pytest.mark.unit
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+CARD_RECIPES = sorted(RECIPES.glob("cards*.yaml"))
+
+
+def test_rule_change_moves_every_ood_answer():
+    assert cards.card_value("K", cards.ID_RULE) == 10 and cards.card_value("K", cards.OOD_RULE) == 13
+    assert cards.card_value("A", cards.ID_RULE) == cards.card_value("A", cards.OOD_RULE) == 1
+    for h in cards.ood_hands():
+        assert cards.hand_sum(h, cards.OOD_RULE) > cards.hand_sum(h, cards.ID_RULE)  # the ID rule is wrong on each
+    assert len(cards.all_hands()) == 13**3 and len(cards.ood_hands()) == 13**3 - 10**3
+    with pytest.raises(ValueError, match="unknown rule"):
+        cards.card_value("K", "face=11")
+
+
+@pytest.mark.parametrize("rule", [cards.ID_RULE, cards.OOD_RULE])
+def test_expert_solution_is_graded_correct_and_its_steps_add_up(rule):
+    for h in random.Random(0).sample(cards.all_hands(), 200):
+        sol = cards.expert_solution(h, rule)
+        assert tiny_reward(sol, str(cards.hand_sum(h, rule)))[0] == 1.0
+        assert tiny_reward(cards.terse_answer(h, rule), str(cards.hand_sum(h, rule)))[0] == 1.0
+        values = [int(v) for v in sol.split("Values: ")[1].split(".")[0].split(", ")]
+        assert values == [cards.card_value(c, rule) for c in h]
+        for step in sol.split(". ")[1:]:
+            lhs, rhs = step.split("\n")[0].rstrip(".").split(" = ")
+            a, b = map(int, lhs.split(" + "))
+            assert a + b == int(rhs)
+
+
+def test_noisy_answers_are_right_at_the_given_rate_and_otherwise_near():
+    rng, h = random.Random(1), ("7", "K", "4")
+    answers = [int(cards.noisy_answer(h, cards.ID_RULE, rng, 0.5).split()[1]) for _ in range(4000)]
+    assert abs(sum(a == 21 for a in answers) / 4000 - 0.5) < 0.03
+    assert {a - 21 for a in answers} == {-2, -1, 0, 1, 2}
+
+
+def test_split_is_disjoint_and_ood_hands_hold_a_face_card():
+    parts = cards.split(seed=0, n_eval=100)
+    assert len(parts["eval_id"]) == len(parts["eval_ood"]) == 100
+    train = set(parts["train"])
+    assert not train & set(parts["eval_id"]) and not train & set(parts["eval_ood"])
+    assert not set(parts["eval_id"]) & set(parts["eval_ood"])
+    assert all(any(map(cards.is_face, h)) for h in parts["eval_ood"])
+    assert cards.split(seed=0, n_eval=100) == parts and cards.split(seed=1, n_eval=100) != parts
+
+
+def test_generated_files_match_the_split_and_are_reused(tmp_path):
+    paths = cards.generate_cards_task(tmp_path, seed=0, n_rl=50, n_expert=20, n_eval=30)
+    rows = {k: [json.loads(x) for x in p.read_text().splitlines()] for k, p in paths.items()}
+    assert [len(rows[k]) for k in ("rl", "expert", "eval", "eval_ood")] == [50, 20, 30, 30]
+    assert all(cards.RULE_TEXT[cards.ID_RULE] in r["prompt"] for r in rows["rl"] + rows["eval"])
+    assert all(cards.RULE_TEXT[cards.OOD_RULE] in r["prompt"] for r in rows["eval_ood"])
+    held_out = {r["prompt"] for r in rows["eval"]}
+    assert not held_out & {r["prompt"] for r in rows["rl"]}
+    assert not held_out & {r["messages"][0]["content"] for r in rows["expert"]}
+    for r in rows["expert"]:
+        assert "Values:" in r["messages"][1]["content"]
+    mtime = paths["rl"].stat().st_mtime_ns
+    assert cards.generate_cards_task(tmp_path, seed=0, n_rl=50, n_expert=20, n_eval=30) == paths
+    assert paths["rl"].stat().st_mtime_ns == mtime
+
+
+def test_base_pretraining_never_sees_held_out_hands_or_the_expert_style(monkeypatch):
+    from chord.models import cards_base
+
+    seen = []
+    real = cards.noisy_answer
+    monkeypatch.setattr(cards, "noisy_answer", lambda h, rule, rng, c: seen.append((h, rule)) or real(h, rule, rng, c))
+
+    class Tok:
+        eos_token = "<|im_end|>"
+
+        def apply_chat_template(self, msgs, tokenize):
+            assert "Values:" not in msgs[1]["content"] and msgs[1]["content"].startswith("Answer: ")
+            return msgs[1]["content"]
+
+        def __call__(self, texts, **kw):
+            return {"input_ids": __import__("torch").zeros(len(texts), 1, dtype=__import__("torch").long),
+                    "attention_mask": __import__("torch").ones(len(texts), 1, dtype=__import__("torch").long)}
+
+    parts = cards.split(seed=0, n_eval=100)
+    hands = {rule: [h for h in cards.all_hands() if h not in set(parts["eval_id"]) | set(parts["eval_ood"])]
+             for rule in (cards.ID_RULE, cards.OOD_RULE)}
+    rng = random.Random(0)
+    for _ in range(20):
+        cards_base._batch(Tok(), rng, hands, 64, 0.5, 0.3)
+    held_out = {(h, cards.ID_RULE) for h in parts["eval_id"]} | {(h, cards.OOD_RULE) for h in parts["eval_ood"]}
+    assert seen and not set(seen) & held_out
+    assert {rule for _, rule in seen} == {cards.ID_RULE, cards.OOD_RULE}
+
+
+@pytest.mark.parametrize("path", CARD_RECIPES, ids=lambda p: p.name)
+def test_card_recipes_share_task_model_and_evaluation(path):
+    cfgs = [s.cfg for s in expand(load_config(path))] if "stages" in path.read_text() else [load_config(path)]
+    assert cfgs[0].model.path == "cards"  # a later stage starts from the previous stage's export
+    for cfg in cfgs:
+        assert cfg.reward.name == "cards"
+        assert [(b.name, b.source, b.k) for b in cfg.eval.benchmarks] == [
+            ("id", "builtin:cards", 4), ("ood", "builtin:cards_ood", 4)]
+        assert cfg.eval.best_metric == "id/avg@4" and cfg.eval.at_start
+    assert sum(c.trainer.steps for c in cfgs) == 60  # the equal budget
+
+
+def test_t_quantiles_and_intervals():
+    assert t975(2) == pytest.approx(4.303) and t975(1000) == 1.96 and math.isinf(t975(0.5))
+    ci = mean_ci([0.5, 0.6, 0.7])
+    assert ci.mean == pytest.approx(0.6) and ci.half == pytest.approx(4.303 * 0.1 / math.sqrt(3))
+    assert ci.fmt() == "60.0 ± 24.8" and mean_ci([0.4]).fmt() == "40.0 (1 seed)" and math.isinf(mean_ci([0.4]).half)
+    assert mean_ci([0.2, 0.3, 0.25]).excludes_zero() and not mean_ci([-0.1, 0.1, 0.0]).excludes_zero()
+
+
+def test_difference_interval_and_the_sentence_it_supports():
+    a, b = [0.80, 0.82, 0.84], [0.50, 0.52, 0.54]
+    d = diff_ci(a, b)
+    assert d.mean == pytest.approx(0.30) and d.low > 0
+    assert verdict(d, "CHORD-mu", "SFT-then-RL", "ID").startswith("CHORD-mu beats SFT-then-RL on ID (+30.0 points")
+    assert "trails" in verdict(diff_ci(b, a), "A", "B", "ID")
+    assert "inside the noise" in verdict(diff_ci([0.5, 0.6, 0.7], [0.55, 0.6, 0.66]), "A", "B", "OOD")
+    assert "no claim" in verdict(diff_ci([0.5], [0.4]), "A", "B", "ID")
+    # Welch df with unequal variances: a wider interval than the pooled normal one
+    w = diff_ci([0.1, 0.5, 0.9], [0.5, 0.5, 0.51])
+    assert w.half > 1.96 * math.sqrt(0.16 / 3)
