@@ -73,8 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
     p.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0): seeds are offset..offset+n-1")
-    p.add_argument("--steps", type=int, default=60, help="optimizer steps per run, every method (default 60)")
-    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--steps", type=int, default=120, help="optimizer steps per run, every method (default 120)")
+    p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--k", type=int, default=4, help="samples per evaluation problem (avg@k)")
     p.add_argument("--eval-problems", type=int, default=None, help="the first N problems of each split (all: 100)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -127,7 +127,8 @@ def _stage_override(recipe: Path, steps: int) -> str:
 
 def plan(a: argparse.Namespace, model: str) -> list[Plan]:
     common = [f"model.path={model}", f"model.cache_dir={a.cache_dir}", f"trainer.save_every={max(1, a.eval_every)}", "trainer.keep_last=1",
-              "logging.progress_bar=false", f"eval.every={a.eval_every}", f"eval.k={a.k}"]
+              "logging.progress_bar=false", f"eval.every={a.eval_every}", f"eval.k={a.k}",
+              f"eval.best_metric=id/avg@{a.k}"]
     if a.eval_problems:
         common.append("eval.benchmarks=" + json.dumps(
             [{"name": s, "source": f"builtin:{'cards' if s == 'id' else 'cards_ood'}", "k": a.k,

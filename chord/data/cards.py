@@ -17,7 +17,7 @@ Three styles of text:
       Answer: 21
 
 * plain text in the pretraining corpus: arithmetic facts (`17 + 4 = 21.`) and what cards are worth
-  under a rule (`7, K, 4 are worth 7, 13, 4 when J, Q and K count as 11, 12 and 13.`). The base knows
+  under a rule (`If J, Q and K count as 11, 12 and 13: 7, K, 4 are worth 7, 13, 4.`). The base knows
   the pieces, but has never answered a hand step by step: the expert style composes them.
 
 The reward is chord.data.tiny_task.tiny_reward (the last `Answer: N` line, parsed by a regex).
@@ -97,7 +97,7 @@ def arithmetic_fact(rng: random.Random) -> str:
 
 def value_fact(hand: Hand, rule: str) -> str:
     """Plain text the base is pretrained on: what a hand's cards are worth under a rule (not the answer)."""
-    return f"{', '.join(hand)} are worth {', '.join(str(card_value(c, rule)) for c in hand)} when {RULE_TEXT[rule]}"
+    return f"If {RULE_TEXT[rule][:-1]}: {', '.join(hand)} are worth {', '.join(str(card_value(c, rule)) for c in hand)}."
 
 
 def corpus(seed: int, n: int) -> list[str]:

@@ -4,7 +4,7 @@ Pretraining, deterministic from a seed, mixes two kinds of text (chord.data.card
 * chat-formatted hands under both rules answered in the **terse** style, with noisy answers (right
   with probability `correct`, else off by 1 or 2): the base answers hands, weakly;
 * plain text, half arithmetic facts (`17 + 4 = 21.`), half what a hand's cards are worth under a rule
-  (`7, K, 4 are worth 7, 13, 4 when ...`): it knows the pieces of the expert's procedure.
+  (`If J, Q and K count as 10: 7, K, 4 are worth 7, 10, 4.`): it knows the pieces of the expert's procedure.
 It never sees the step-by-step expert style. Held-out hands (chord.data.cards.split) are never
 pretrained on, under either rule.
 """
@@ -22,23 +22,36 @@ import torch
 from chord.data import cards
 from chord.models.tiny import new_qwen2, save_model_folder, train_tokenizer
 
-BUILD_VERSION = 2
+BUILD_VERSION = 3
+
+
+def _example(tokenizer, rng: random.Random, hands: dict[str, list], correct: float, facts: float):
+    """(context, target): the loss is on the target only (a hand's cards are random: nothing to learn)."""
+    rule = rng.choice((cards.ID_RULE, cards.OOD_RULE))
+    h = rng.choice(hands[rule])
+    if rng.random() < facts:  # plain text: half arithmetic facts, half what cards are worth
+        fact = cards.arithmetic_fact(rng) if rng.random() < 0.5 else cards.value_fact(h, rule)
+        context, target = fact.split(" = ") if " = " in fact else fact.split(" are worth ")
+        sep = " =" if " = " in fact else " are worth"
+        return context + sep, " " + target + tokenizer.eos_token
+    msgs = [{"role": "user", "content": cards.prompt_text(h, rule)}]
+    context = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    return context, cards.noisy_answer(h, rule, rng, correct) + tokenizer.eos_token + "\n"
 
 
 def _batch(tokenizer, rng: random.Random, hands: dict[str, list], size: int, correct: float, facts: float):
-    texts = []
+    ids, labels = [], []
     for _ in range(size):
-        rule = rng.choice((cards.ID_RULE, cards.OOD_RULE))
-        h = rng.choice(hands[rule])
-        if rng.random() < facts:  # plain text: half arithmetic facts, half card values
-            fact = cards.arithmetic_fact(rng) if rng.random() < 0.5 else cards.value_fact(h, rule)
-            texts.append(fact + tokenizer.eos_token)
-            continue
-        msgs = [{"role": "user", "content": cards.prompt_text(h, rule)},
-                {"role": "assistant", "content": cards.noisy_answer(h, rule, rng, correct)}]
-        texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
-    enc = tokenizer(texts, return_tensors="pt", padding=True)
-    return enc, enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        context, target = _example(tokenizer, rng, hands, correct, facts)
+        c = tokenizer(context, add_special_tokens=False)["input_ids"]
+        t = tokenizer(target, add_special_tokens=False)["input_ids"]
+        ids.append(c + t)
+        labels.append([-100] * len(c) + t)
+    n = max(map(len, ids))
+    pad = tokenizer.pad_token_id
+    enc = {"input_ids": torch.tensor([x + [pad] * (n - len(x)) for x in ids]),
+           "attention_mask": torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x in ids])}
+    return enc, torch.tensor([y + [-100] * (n - len(y)) for y in labels])
 
 
 def _pretrain(model, tokenizer, seed: int, steps: int, batch: int, lr: float, correct: float, facts: float,
@@ -65,8 +78,8 @@ def _pretrain(model, tokenizer, seed: int, steps: int, batch: int, lr: float, co
 
 def build_cards_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 192, num_layers: int = 4,
                       num_heads: int = 6, head_dim: int = 32, intermediate_size: int = 512, vocab_size: int = 384,
-                      steps: int = 800, batch: int = 64, lr: float = 2e-3, correct: float = 0.5,
-                      facts: float = 0.4, log_every: int = 0) -> Path:
+                      steps: int = 1000, batch: int = 64, lr: float = 2e-3, correct: float = 0.5,
+                      facts: float = 0.5, log_every: int = 0) -> Path:
     """Build (or reuse) the card-sum base model folder; deterministic for equal arguments."""
     args = dict(seed=seed, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, head_dim=head_dim,
                 intermediate_size=intermediate_size, vocab_size=vocab_size, steps=steps, batch=batch, lr=lr,

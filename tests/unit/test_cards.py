@@ -77,28 +77,22 @@ def test_generated_files_match_the_split_and_are_reused(tmp_path):
 
 def test_base_pretraining_never_sees_held_out_hands_or_the_expert_style(monkeypatch):
     from chord.models import cards_base
+    from chord.models.tiny import train_tokenizer
 
     seen = []
     real = cards.noisy_answer
     monkeypatch.setattr(cards, "noisy_answer", lambda h, rule, rng, c: seen.append((h, rule)) or real(h, rule, rng, c))
-
-    class Tok:
-        eos_token = "<|im_end|>"
-
-        def apply_chat_template(self, msgs, tokenize):
-            assert "Values:" not in msgs[1]["content"] and msgs[1]["content"].startswith("Answer: ")
-            return msgs[1]["content"]
-
-        def __call__(self, texts, **kw):
-            return {"input_ids": __import__("torch").zeros(len(texts), 1, dtype=__import__("torch").long),
-                    "attention_mask": __import__("torch").ones(len(texts), 1, dtype=__import__("torch").long)}
-
+    tok = train_tokenizer(cards.corpus(0, 300), 384)
     parts = cards.split(seed=0, n_eval=100)
-    hands = {rule: [h for h in cards.all_hands() if h not in set(parts["eval_id"]) | set(parts["eval_ood"])]
-             for rule in (cards.ID_RULE, cards.OOD_RULE)}
+    held = set(parts["eval_id"]) | set(parts["eval_ood"])
+    hands = {rule: [h for h in cards.all_hands() if h not in held] for rule in (cards.ID_RULE, cards.OOD_RULE)}
     rng = random.Random(0)
-    for _ in range(20):
-        cards_base._batch(Tok(), rng, hands, 64, 0.5, 0.3)
+    for _ in range(10):
+        enc, labels = cards_base._batch(tok, rng, hands, 64, 0.5, 0.5)
+        for ids, lab in zip(enc["input_ids"], labels):
+            target = tok.decode([t for t in lab.tolist() if t != -100])
+            assert "Values:" not in target and "+" not in tok.decode(ids[lab == -100])[-3:]
+            assert target.startswith(("Answer: ", " ")), target  # loss only on answers, sums and values
     held_out = {(h, cards.ID_RULE) for h in parts["eval_id"]} | {(h, cards.OOD_RULE) for h in parts["eval_ood"]}
     assert seen and not set(seen) & held_out
     assert {rule for _, rule in seen} == {cards.ID_RULE, cards.OOD_RULE}
@@ -113,7 +107,7 @@ def test_card_recipes_share_task_model_and_evaluation(path):
         assert [(b.name, b.source, b.k) for b in cfg.eval.benchmarks] == [
             ("id", "builtin:cards", 4), ("ood", "builtin:cards_ood", 4)]
         assert cfg.eval.best_metric == "id/avg@4" and cfg.eval.at_start
-    assert sum(c.trainer.steps for c in cfgs) == 60  # the equal budget
+    assert sum(c.trainer.steps for c in cfgs) == 120  # the equal budget
 
 
 def test_t_quantiles_and_intervals():
