@@ -94,11 +94,15 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
                 stage_overrides.append((int(m.group(1)), item.split(".", 2)[2]))
                 continue
             layers.append((f"override {item}", parse_override(item)))
-        for _, layer in layers:
+        for where, layer in layers:
             if isinstance(layer, ListConfig):
                 raise ConfigError("a recipe must be a mapping of sections, not a list")
             check_keys(OmegaConf.to_container(layer), ChordConfig, "")
-            merged = OmegaConf.merge(merged, layer)
+            try:
+                merged = OmegaConf.merge(merged, layer)
+            except TypeError:  # e.g. eval.benchmarks.0.k=4: a list is replaced whole, not indexed
+                raise ConfigError(f"{where}: a list cannot be indexed by a dotted key; give the whole list, "
+                                  "e.g. eval.benchmarks=[{name: a, source: b}]") from None
         for i, item in stage_overrides:
             if i >= len(merged.stages):
                 raise ConfigError(f"override 'stages.{i}...': the recipe has {len(merged.stages)} stages (0-indexed)")

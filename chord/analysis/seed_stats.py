@@ -43,11 +43,11 @@ class MeanCI:
         return self.low > 0 or self.high < 0
 
     def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
-        """'61.3 ± 4.2' (percent points by default); one value: '61.3 (1 seed)'."""
+        """'61.3 ± 4.2' (percent points by default); one value: '61.3' (no interval)."""
         if self.n == 0:
             return "—"
         m = f"{scale * self.mean:.{digits}f}"
-        return f"{m} (1 seed)" if self.n == 1 else f"{m} ± {scale * self.half:.{digits}f}"
+        return m if self.n == 1 else f"{m} ± {scale * self.half:.{digits}f}"
 
 
 def _var(xs: Sequence[float]) -> float:
