@@ -185,6 +185,9 @@ class EvalConfig:
     max_bad_fraction: float = 0.0  # skipped problems change the benchmark: fail by default
     best_metric: str = "overall/avg"  # selects checkpoints/best: overall/avg|pass|length_mean|... or <bench>/avg@k|pass@j|distinct_2
     best_mode: str = "max"  # max | min
+    # false: the step-0 evaluation (the starting weights) never becomes best/, so an SFT stage's best/ is an
+    # SFT checkpoint even when SFT never beats its start (the paper's "SFT-best", not the base model)
+    best_includes_start: bool = True
     save_samples: bool = False  # every response with its score in eval/samples_step_N.jsonl
 
 
@@ -354,6 +357,8 @@ def validate_eval(cfg: ChordConfig) -> None:
     _require(ev.max_new_tokens is None or ev.max_new_tokens >= 1, "eval.max_new_tokens", "must be >= 1 or null")
     _require(0 <= ev.max_bad_fraction < 1, "eval.max_bad_fraction", "must be in [0, 1)")
     _one_of(ev.best_mode, "eval.best_mode", ("max", "min"))
+    _require(ev.best_includes_start or not ev.benchmarks or ev.at_end or ev.every > 0, "eval.best_includes_start",
+             "is false, so best/ needs an evaluation after step 0: set eval.at_end or eval.every")
     names = [b.name for b in ev.benchmarks]
     for i, b in enumerate(ev.benchmarks):
         _require(b.name.replace("_", "").replace("-", "").isalnum(), f"eval.benchmarks.{i}.name",

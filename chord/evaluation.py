@@ -182,3 +182,8 @@ def write_results(out_dir: Path, step: int, metrics: dict[str, float], samples: 
 
 def better(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
+
+
+def new_best(step: int, value: float, best: float | None, mode: str, includes_start: bool) -> bool:
+    """Does this evaluation replace best/? Never at step 0 with eval.best_includes_start = false."""
+    return (step > 0 or includes_start) and better(value, best, mode)

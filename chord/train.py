@@ -228,7 +228,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
     """Collective: the engine(s) evaluate the current weights (per_rank: each its share of the problems);
     a better eval.best_metric re-exports best/."""
     from chord.build import engine_group, placement
-    from chord.evaluation import better, evaluate, sampling_for, write_results
+    from chord.evaluation import evaluate, new_best, sampling_for, write_results
 
     e = run.cfg.eval
     if run.engine_step != step:  # SFT runs push weights only for evaluation
@@ -244,7 +244,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
             write_results(run.out_dir, step, result, samples if e.save_samples else None)
     metrics: dict[str, float] = result if sharded else broadcast(result)
     value = metrics[e.best_metric]
-    if better(value, run.best["value"] if run.best else None, e.best_mode):
+    if new_best(step, value, run.best["value"] if run.best else None, e.best_mode, e.best_includes_start):
         run.best = {"metric": e.best_metric, "value": value, "step": step}
         export_best(run)
     return {f"eval/{k}": v for k, v in metrics.items()}

@@ -616,3 +616,22 @@ def test_sharded_evaluation_equals_one_engine(tmp_path, world, tp):
     engines = [got[r]["asked"] for r in range(0, world, tp)]
     assert sorted(sum(engines, [])) == sorted(p.prompt_text for b in benches for p in b.problems)
     assert all(got[r]["asked"] == got[r - r % tp]["asked"] for r in range(world))
+
+
+def test_best_checkpoint_may_exclude_the_starting_weights():
+    from chord.config import ConfigError
+    from chord.evaluation import new_best
+    from chord.recipe import load_config
+
+    # an SFT stage that never beats its start: with includes_start=False its best/ is still an SFT checkpoint
+    curve = [(0, 0.30), (20, 0.01), (40, 0.10), (60, 0.21)]
+    for includes, want in ((True, 0), (False, 60)):
+        best = None
+        for step, v in curve:
+            if new_best(step, v, best[1] if best else None, "max", includes):
+                best = (step, v)
+        assert best[0] == want
+    assert new_best(5, 1.0, 2.0, "min", False) and not new_best(0, 1.0, None, "min", False)
+    with pytest.raises(ConfigError, match="best_includes_start"):
+        load_config(None, ["eval.best_includes_start=false", "eval.at_end=false", "eval.every=0",
+                           'eval.benchmarks=[{name: t, source: "builtin:tiny"}]'])
