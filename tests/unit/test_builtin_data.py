@@ -68,9 +68,10 @@ def test_unknown_builtin_lists_the_available_ones(tmp_path):
         builtin_source(_cfg(tmp_path), "builtin:points42", "rl")
     msg = str(e.value)
     assert "\n" not in msg and "builtin:points42" in msg
-    for name in ("tiny", "tiny_math", "points24", "points24_ood"):
+    names = ("tiny", "tiny_math", "points24", "points24_ood", "cards", "cards_ood")
+    for name in names:
         assert f"builtin:{name}," in msg + "," or f"builtin:{name})" in msg
-    assert set(BUILTIN_TASKS) == {"tiny", "tiny_math", "points24", "points24_ood"}
+    assert set(BUILTIN_TASKS) == set(names)
     assert not (tmp_path / "points24").exists()  # nothing generated for a bad name
 
 
