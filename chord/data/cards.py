@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
+
+from chord.data.tiny_task import write_jsonl
 
 CARDS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
 ID_RULE, OOD_RULE = "face=10", "face=faces"
@@ -129,14 +130,6 @@ def split(seed: int, n_eval: int) -> dict[str, list[Hand]]:
     return {"eval_id": eval_id, "eval_ood": eval_ood, "train": [h for h in hands if h not in taken]}
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
-
-
 def generate_cards_task(out_dir: str | Path, seed: int = 0, n_rl: int = 1000, n_expert: int = 300,
                         n_eval: int = 100) -> dict[str, Path]:
     """Write rl.jsonl (prompt, answer), expert.jsonl (messages), eval.jsonl and eval_ood.jsonl; reuse if present.
@@ -167,6 +160,6 @@ def generate_cards_task(out_dir: str | Path, seed: int = 0, n_rl: int = 1000, n_
         "eval_ood": [ask(h, OOD_RULE) for h in parts["eval_ood"]],
     }
     for name, r in rows.items():
-        _write_jsonl(paths[name], r)
+        write_jsonl(paths[name], r)
     manifest.write_text(json.dumps({**params, "counts": {k: len(v) for k, v in rows.items()}}))
     return paths

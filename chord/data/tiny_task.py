@@ -83,7 +83,8 @@ def tiny_task_corpus(seed: int, n: int) -> list[str]:
     return out
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Atomically (temp file + rename): a concurrent reader never sees half a file."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with open(tmp, "w") as f:
         for r in rows:
@@ -121,6 +122,6 @@ def generate_tiny_task(out_dir: str | Path, seed: int = 0, n_rl: int = 320, n_ex
               for a, b in rng.sample(train_pairs, min(n_expert, len(train_pairs)))]
     ev = [{"prompt": ask(a, b), "answer": str(a + b)} for a, b in eval_pairs]
     for name, rows in (("rl", rl), ("expert", expert), ("eval", ev)):
-        _write_jsonl(paths[name], rows)
+        write_jsonl(paths[name], rows)
     manifest.write_text(json.dumps({**params, "counts": {"rl": len(rl), "expert": len(expert), "eval": len(ev)}}))
     return paths
