@@ -18,6 +18,7 @@ Model, task and design: docs/benchmark.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -157,11 +158,47 @@ def steps_done(d: Path) -> int:
     return n
 
 
+def git_commit() -> str:
+    """HEAD's short hash, "+dirty" with uncommitted changes to tracked files."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return (git("rev-parse", "--short", "HEAD") or "?") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+
+
+def made_with(p: Plan) -> dict:
+    """What a run is made from: its arguments (less its folder) and its recipe's text."""
+    return {"args": [x for x in p.args if not x.startswith("run.output_dir=")],
+            "recipe_sha256": hashlib.sha256(Path(p.args[0]).read_bytes()).hexdigest()}
+
+
+def check_made_with(p: Plan, state_f: Path) -> None:
+    """A finished or half-done run is reused only if it was made from the same recipe and arguments: a changed
+    recipe must never be reported with a stale run's numbers, nor resumed on top of one."""
+    if not state_f.is_file():
+        return
+    was, now = json.loads(state_f.read_text()).get("made_with"), made_with(p)
+    if was == now:
+        return
+    if was is None:
+        why = "it predates this check"
+    elif was["args"] == now["args"]:
+        why = "its recipe changed"
+    else:
+        old, new = (dict(x.split("=", 1) if "=" in x else ("recipe", x) for x in d["args"]) for d in (was, now))
+        keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        why = "other arguments: " + "; ".join(f"{k} was {old.get(k, '-')[:40]}, now {new.get(k, '-')[:40]}"
+                                               for k in keys[:3])
+    raise SystemExit(f"method_comparison: {p.dir} was made differently ({why}); delete it or pass another --runs")
+
+
 def execute(p: Plan, cmd: list[str], bar: tqdm, log: Path) -> dict:
     """Run (or resume) one training; returns {"wall_s": ...} accumulated over attempts."""
     state_f = p.dir / "benchmark_attempts.json"
     p.dir.mkdir(parents=True, exist_ok=True)
+    check_made_with(p, state_f)
     state = json.loads(state_f.read_text()) if state_f.is_file() else {"wall_s": 0.0, "attempts": 0}
+    state["made_with"], state["commit"] = made_with(p), git_commit()
     cmd = [*cmd, *p.args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     t0, base = time.perf_counter(), bar.n
@@ -189,15 +226,18 @@ def execute(p: Plan, cmd: list[str], bar: tqdm, log: Path) -> dict:
 
 
 def run_grid(plans: list[Plan], train: list[str], log: Path) -> None:
-    bar = tqdm(total=sum(p.steps for p in plans), desc="grid", unit="step", dynamic_ncols=True)
+    finished = [p for p in plans if (p.dir / DONE).is_file()]
+    for p in finished:
+        check_made_with(p, p.dir / DONE)
+    # finished runs are the bar's starting point, so its rate and ETA count only the steps run now
+    bar = tqdm(total=sum(p.steps for p in plans), initial=sum(p.steps for p in finished), desc="grid",
+               unit="step", dynamic_ncols=True)
     for p in plans:
-        done = p.dir / DONE
-        if done.is_file():
-            bar.update(p.steps)
+        if p in finished:
             continue
         bar.set_postfix_str(p.name)
         state = execute(p, train, bar, log)
-        done.write_text(json.dumps({**state, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        (p.dir / DONE).write_text(json.dumps({**state, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
     bar.close()
 
 
@@ -388,18 +428,20 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
            "phases": {s: {n: getattr(ph, n) for n in ("shift", "readapt", "overfit")} for s, ph in r.phases.items()}}
           for r in results]
     (out / "results.json").write_text(json.dumps(js, indent=1))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
+    runs = ["| run | finished (UTC) | code | attempts | wall time (s) | note |", "|---|---|---|---|---|---|"]
+    for r in results:
+        d = json.loads((r.plan.dir / DONE).read_text())
+        runs.append(f"| {r.plan.name} | {d.get('finished', '?')} | {d.get('commit', '?')} | {d.get('attempts', '?')} "
+                    f"| {r.wall_s:.0f} | {d.get('note', '')} |")
     (out / "provenance.md").write_text("\n".join([
         "# Provenance", "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}; commit: {commit.strip() or '?'}"
-        f"{' (with uncommitted changes)' if dirty else ''}",
+        f"- date: {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}; commit: {git_commit()}",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, {platform.platform()}",
         f"- command: python benchmarks/method_comparison.py {' '.join(sys.argv[1:])}",
         f"- base model: {model}; runs in {a.runs}",
         f"- wall time of this invocation: {wall:.0f} s (finished runs skipped on a rerun are not in it); "
-        f"sum of run wall times: {sum(r.wall_s for r in results):.0f} s", ""]))
+        f"sum of run wall times: {sum(r.wall_s for r in results):.0f} s", "",
+        "## Runs (code = the commit each run was started at; a resumed run: its last start)", "", *runs, ""]))
 
 
 def main(argv: list[str] | None = None) -> int:

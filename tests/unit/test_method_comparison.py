@@ -39,7 +39,7 @@ for i, st in enumerate(stages):
 '''
 
 
-def _grid(tmp_path, monkeypatch, fail=False):
+def _grid(tmp_path, monkeypatch, fail=False, k="2"):
     fake = tmp_path / "fake_train.py"
     fake.write_text(FAKE)
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
@@ -50,7 +50,7 @@ def _grid(tmp_path, monkeypatch, fail=False):
     # the fake ignores chord/train.py (its first argument) and reads the overrides
     monkeypatch.setattr(mc, "base_model", lambda a: "cards")
     monkeypatch.setattr(mc, "POLL_S", 0.05)
-    return mc.main(["--seeds", "2", "--steps", "8", "--eval-every", "2", "--k", "2", "--eval-problems", "16",
+    return mc.main(["--seeds", "2", "--steps", "8", "--eval-every", "2", "--k", k, "--eval-problems", "16",
                     "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--python", sys.executable,
                     "--fake-trainer", str(fake)])
 
@@ -82,7 +82,24 @@ def test_grid_resumes_after_a_failed_run_and_reports_every_run(tmp_path, monkeyp
     assert "CHORD-phi vs SFT on OOD final accuracy" in md or "CHORD-phi beats SFT on OOD" in md
     for png in ("eval_id.png", "eval_ood.png", "train_reward.png"):
         assert (tmp_path / "out" / png).stat().st_size > 1000
-    assert "commit:" in (tmp_path / "out/provenance.md").read_text()
+    prov = (tmp_path / "out/provenance.md").read_text()
+    assert "commit:" in prov and prov.count("| CHORD-mu/seed") == 2  # every run, with the code it ran
+
+
+def test_a_run_made_from_other_arguments_or_recipe_is_never_reused(tmp_path, monkeypatch):
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text((ROOT / mc.METHODS["SFT"]).read_text())
+    monkeypatch.setitem(mc.METHODS, "SFT", str(recipe))
+    assert _grid(tmp_path, monkeypatch) == 0
+    n = len((tmp_path / "calls.jsonl").read_text().splitlines())
+    assert _grid(tmp_path, monkeypatch) == 0  # same arguments: everything is reused
+    assert len((tmp_path / "calls.jsonl").read_text().splitlines()) == n
+    with pytest.raises(SystemExit, match=r"SFT/seed0 was made differently \(other arguments: .*eval.k was 2, now 3"):
+        _grid(tmp_path, monkeypatch, k="3")
+    recipe.write_text(recipe.read_text() + "# edited\n")
+    with pytest.raises(SystemExit, match=r"SFT/seed0 was made differently \(its recipe changed\)"):
+        _grid(tmp_path, monkeypatch)
+    assert len((tmp_path / "calls.jsonl").read_text().splitlines()) == n  # nothing ran
 
 
 def test_quick_mode_is_small():
