@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="results folder (default benchmarks/results/method_comparison_<date>)")
     p.add_argument("--quick", action="store_true",
                    help="CI size: 1 seed, 6 steps, eval every 3 on 16 problems x 2, a small base pretrained 60 steps")
+    p.add_argument("--compare", type=Path, default=None,
+                   help="another grid's results folder (e.g. other seeds): is its ranking reproduced here?")
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--fake-trainer", default=str(ROOT / "chord/train.py"), help=argparse.SUPPRESS)  # tests
     a = p.parse_args(argv)
@@ -362,6 +364,41 @@ def ranking(groups: dict[str, list[Result]], split: str) -> str:
     return " > ".join(f"{m} ({100 * v:.1f})" for v, m in means)
 
 
+def reproduction(groups: dict[str, list[Result]], other: Path) -> list[str]:
+    """Does this grid reproduce another's (e.g. other seeds') ranking? Final accuracy per method in both, the
+    rankings, each swapped pair with its Welch CI in both grids, and whether each mean here lies in the other's CI."""
+    rows = json.loads((other / "results.json").read_text())
+    there = {m: [r for r in rows if r["method"] == m] for m in groups}
+    seeds = sorted({r["seed"] for r in rows})
+    out = [f"Against `{other}` (seeds {', '.join(map(str, seeds))}); final accuracy, mean ± 95% CI.", "",
+           "| method | " + " | ".join(f"{s.upper()} here | {s.upper()} there" for s in SPLITS) + " |",
+           "|---" * (1 + 2 * len(SPLITS)) + "|"]
+    for m, rs in groups.items():
+        cells = [c for s in SPLITS for c in (mean_ci(values(rs, s, "final")).fmt(),
+                                             mean_ci([r[s]["final"] for r in there[m]]).fmt())]
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    out.append("")
+    for s in SPLITS:
+        here_v = {m: values(rs, s, "final") for m, rs in groups.items()}
+        there_v = {m: [r[s]["final"] for r in there[m]] for m in groups if there[m]}
+        order = [m for _, m in sorted(((mean_ci(v).mean, m) for m, v in here_v.items() if m in there_v), reverse=True)]
+        swaps = []
+        for i, a in enumerate(order):
+            for b in order[i + 1:]:
+                if mean_ci(there_v[a]).mean < mean_ci(there_v[b]).mean:
+                    dh, dt = diff_ci(here_v[a], here_v[b]), diff_ci(there_v[a], there_v[b])
+                    noise = "inside the noise in both" if not dh.excludes_zero() and not dt.excludes_zero() else \
+                        "**outside the noise in at least one**"
+                    swaps.append(f"{a} vs {b} ({100 * dh.mean:+.1f} here, {100 * dt.mean:+.1f} there: {noise})")
+        inside = [m for m in order if (ci := mean_ci(there_v[m])).n >= 2 and ci.low <= mean_ci(here_v[m]).mean <= ci.high]
+        testable = sum(mean_ci(there_v[m]).n >= 2 for m in order)
+        out.append(f"- {s.upper()}: " + ("the same ranking. " if not swaps else "swapped: " + "; ".join(swaps) + ". ")
+                   + f"Mean here inside the 95% CI there: {len(inside)}/{testable} methods"
+                   + (f" (outside: {', '.join(m for m in order if mean_ci(there_v[m]).n >= 2 and m not in inside)})."
+                      if len(inside) < testable else "."))
+    return out
+
+
 def plot_curves(groups: dict[str, list[Result]], out: Path) -> list[str]:
     made = []
     boundaries = {m: rs[0].run.boundaries for m, rs in groups.items() if rs[0].run.boundaries}
@@ -419,6 +456,7 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
           *main_table(groups), "", "## Comparisons (final accuracy; Welch 95% CI of the difference)", "",
           *sentences(groups), "", f"Ranking by mean ID final: {ranking(groups, 'id')}.  ",
           f"Ranking by mean OOD final: {ranking(groups, 'ood')}.", "", "## Setting checks", "", *checks(groups), "",
+          *(["## Reproduction", "", *reproduction(groups, a.compare), ""] if a.compare else []),
           "## Phases per run (chord.analysis.phases: the step where each starts; — = not detected; runs "
           "without SFT steps have none)", "", *phase_rows(results), "", "## Plots", "",
           *[f"![{p}]({p})" for p in plots], ""]

@@ -23,6 +23,8 @@ if os.environ.get("FAKE_FAIL") and "CHORD-mu" in str(out):
     print("boom: a crash"); sys.exit(3)
 stages = json.loads(args["stages"]) if "stages" in args else [{"name": "", "trainer": {"steps": int(args["trainer.steps"])}}]
 bonus = {"SFT": 0.0, "GRPO": 0.2, "SFT-then-RL": 0.3, "CHORD-mu": 0.4, "CHORD-phi": 0.1}[out.parent.name]
+if os.environ.get("FAKE_SWAP") and out.parent.name == "CHORD-phi":
+    bonus = 0.5
 for i, st in enumerate(stages):
     d = out / f"stage{i + 1}-{st['name']}" if st["name"] else out
     d.mkdir(parents=True, exist_ok=True)
@@ -39,7 +41,7 @@ for i, st in enumerate(stages):
 '''
 
 
-def _grid(tmp_path, monkeypatch, fail=False, k="2"):
+def _grid(tmp_path, monkeypatch, fail=False, k="2", extra=()):
     fake = tmp_path / "fake_train.py"
     fake.write_text(FAKE)
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
@@ -52,7 +54,7 @@ def _grid(tmp_path, monkeypatch, fail=False, k="2"):
     monkeypatch.setattr(mc, "POLL_S", 0.05)
     return mc.main(["--seeds", "2", "--steps", "8", "--eval-every", "2", "--k", k, "--eval-problems", "16",
                     "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--python", sys.executable,
-                    "--fake-trainer", str(fake)])
+                    "--fake-trainer", str(fake), *extra])
 
 
 def test_grid_resumes_after_a_failed_run_and_reports_every_run(tmp_path, monkeypatch):
@@ -100,6 +102,22 @@ def test_a_run_made_from_other_arguments_or_recipe_is_never_reused(tmp_path, mon
     with pytest.raises(SystemExit, match=r"SFT/seed0 was made differently \(its recipe changed\)"):
         _grid(tmp_path, monkeypatch)
     assert len((tmp_path / "calls.jsonl").read_text().splitlines()) == n  # nothing ran
+
+
+def test_other_seeds_are_checked_against_a_previous_grid(tmp_path, monkeypatch):
+    assert _grid(tmp_path, monkeypatch) == 0  # seeds 0-1 -> out
+    first = tmp_path / "first"
+    (tmp_path / "out").rename(first)
+    assert _grid(tmp_path, monkeypatch, extra=("--seed-offset", "2", "--compare", str(first))) == 0
+    md = (tmp_path / "out/results.md").read_text().split("## Reproduction")[1]
+    assert "(seeds 0, 1)" in md and "| CHORD-mu | 72.5 ± 6.4 | 70.5 ± 6.4 |" in md  # here: seeds 2-3
+    assert "- ID: the same ranking. Mean here inside the 95% CI there: 5/5 methods." in md
+    monkeypatch.setenv("FAKE_SWAP", "1")  # CHORD-phi jumps from 4th to 1st
+    assert _grid(tmp_path, monkeypatch, extra=("--seed-offset", "4", "--runs", str(tmp_path / "runs2"),
+                                               "--compare", str(first))) == 0
+    md = (tmp_path / "out/results.md").read_text().split("## Reproduction")[1]
+    assert ("- ID: swapped: CHORD-phi vs CHORD-mu (+10.0 here, -30.0 there: **outside the noise in at least one**)"
+            in md and "inside the 95% CI there: 4/5 methods (outside: CHORD-phi)." in md)
 
 
 def test_quick_mode_is_small():
