@@ -163,7 +163,10 @@ def steps_done(d: Path) -> int:
 def git_commit() -> str:
     """HEAD's short hash, "+dirty" with uncommitted changes to tracked files."""
     def git(*a: str) -> str:
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):  # no git, or no repository (an sdist): not a reason to fail
+            return ""
 
     return (git("rev-parse", "--short", "HEAD") or "?") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
 
