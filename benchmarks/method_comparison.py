@@ -253,9 +253,13 @@ def run_grid(plans: list[Plan], train: list[str], log: Path) -> None:
 class Result:
     plan: Plan
     run: Run
-    wall_s: float
+    done: dict  # the run's benchmark_done.json: wall_s, attempts, commit, finished, note
     tokens: float
     phases: dict[str, Phases]
+
+    @property
+    def wall_s(self) -> float:
+        return self.done["wall_s"]
 
     def stat(self, split: str) -> dict:
         return eval_stats(self.run, f"{split}/avg@{self.k}")
@@ -271,8 +275,8 @@ def collect(plans: list[Plan]) -> list[Result]:
     for p in plans:
         run = load_run(p.dir, p.name)
         tokens = sum(r.get("tokens/rollout", 0) + r.get("tokens/expert", 0) for r in run.rows)
-        wall = json.loads((p.dir / DONE).read_text())["wall_s"]
-        out.append(Result(p, run, wall, tokens, phases_from_rows(run.evals, run.rows)))
+        done = json.loads((p.dir / DONE).read_text())
+        out.append(Result(p, run, done, tokens, phases_from_rows(run.evals, run.rows)))
     return out
 
 
@@ -384,21 +388,21 @@ def reproduction(groups: dict[str, list[Result]], other: Path) -> list[str]:
     for s in SPLITS:
         here_v = {m: values(rs, s, "final") for m, rs in groups.items()}
         there_v = {m: [r[s]["final"] for r in there[m]] for m in groups if there[m]}
-        order = [m for _, m in sorted(((mean_ci(v).mean, m) for m, v in here_v.items() if m in there_v), reverse=True)]
+        here_ci, there_ci = ({m: mean_ci(v[m]) for m in there_v} for v in (here_v, there_v))
+        order = sorted(there_v, key=lambda m: here_ci[m].mean, reverse=True)
         swaps = []
         for i, a in enumerate(order):
             for b in order[i + 1:]:
-                if mean_ci(there_v[a]).mean < mean_ci(there_v[b]).mean:
+                if there_ci[a].mean < there_ci[b].mean:
                     dh, dt = diff_ci(here_v[a], here_v[b]), diff_ci(there_v[a], there_v[b])
                     noise = "inside the noise in both" if not dh.excludes_zero() and not dt.excludes_zero() else \
                         "**outside the noise in at least one**"
                     swaps.append(f"{a} vs {b} ({100 * dh.mean:+.1f} here, {100 * dt.mean:+.1f} there: {noise})")
-        inside = [m for m in order if (ci := mean_ci(there_v[m])).n >= 2 and ci.low <= mean_ci(here_v[m]).mean <= ci.high]
-        testable = sum(mean_ci(there_v[m]).n >= 2 for m in order)
+        testable = [m for m in order if there_ci[m].n >= 2]  # one seed there: no interval to fall inside
+        outside = [m for m in testable if not there_ci[m].low <= here_ci[m].mean <= there_ci[m].high]
         out.append(f"- {s.upper()}: " + ("the same ranking. " if not swaps else "swapped: " + "; ".join(swaps) + ". ")
-                   + f"Mean here inside the 95% CI there: {len(inside)}/{testable} methods"
-                   + (f" (outside: {', '.join(m for m in order if mean_ci(there_v[m]).n >= 2 and m not in inside)})."
-                      if len(inside) < testable else "."))
+                   + f"Mean here inside the 95% CI there: {len(testable) - len(outside)}/{len(testable)} methods"
+                   + (f" (outside: {', '.join(outside)})." if outside else "."))
     return out
 
 
@@ -471,7 +475,7 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
     (out / "results.json").write_text(json.dumps(js, indent=1))
     runs = ["| run | finished (UTC) | code | attempts | wall time (s) | note |", "|---|---|---|---|---|---|"]
     for r in results:
-        d = json.loads((r.plan.dir / DONE).read_text())
+        d = r.done
         runs.append(f"| {r.plan.name} | {d.get('finished', '?')} | {d.get('commit', '?')} | {d.get('attempts', '?')} "
                     f"| {r.wall_s:.0f} | {d.get('note', '')} |")
     (out / "provenance.md").write_text("\n".join([
