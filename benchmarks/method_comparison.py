@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: chord from this checkout
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from compare import Run, eval_stats, load_run, series  # noqa: E402
+from warm_launch import WarmServer  # noqa: E402
 
 from chord.analysis.phases import Phases  # noqa: E402
 from chord.analysis.run_phases import phases_from_rows  # noqa: E402
@@ -53,6 +54,9 @@ METHODS = {  # label -> recipe; the order of the table
     "CHORD-phi": "recipes/cards.yaml",
 }
 SPLITS = ("id", "ood")
+PRELOAD = ["chord.train", "chord.build", "chord.checkpoint", "chord.evaluation", "chord.learner.deepspeed_learner",
+           "chord.rollout.vllm_engine", "vllm.entrypoints.llm", "transformers.models.auto.tokenization_auto",
+           "transformers.models.auto.modeling_auto"]  # what every run imports (measured: cProfile of a run)
 DONE = "benchmark_done.json"
 POLL_S = 2.0  # how often the progress bar reads the running run's metrics
 
@@ -87,16 +91,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default benchmarks/results/method_comparison_<date>)")
     p.add_argument("--quick", action="store_true",
-                   help="CI size: 1 seed, 6 steps, eval every 3 on 16 problems x 2, a small base pretrained 60 steps")
+                   help="CI size: 1 seed, 6 steps, eval every 3 on 16 problems x 2, a small base pretrained 400 steps")
     p.add_argument("--compare", type=Path, default=None,
                    help="another grid's results folder (e.g. other seeds): is its ranking reproduced here?")
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--no-warm", action="store_true",
+                   help="start every run as a fresh process instead of forking it from a warm server (slower)")
     p.add_argument("--fake-trainer", default=str(ROOT / "chord/train.py"), help=argparse.SUPPRESS)  # tests
     a = p.parse_args(argv)
     if a.quick:
         a.seeds, a.steps, a.eval_every, a.k = 1, 6, 3, 2
         a.eval_problems = a.eval_problems or 16
-        a.base_steps = a.base_steps or 60
+        a.base_steps = a.base_steps or 400  # 60 steps: reward 0 in every rollout, no GRPO gradient
     if a.steps < 2 or a.seeds < 1 or a.eval_every < 1:
         p.error("--steps >= 2, --seeds >= 1 and --eval-every >= 1")
     a.runs = a.runs or ROOT / ("runs/method-comparison-quick" if a.quick else "runs/method-comparison")
@@ -197,32 +203,33 @@ def check_made_with(p: Plan, state_f: Path) -> None:
     raise SystemExit(f"method_comparison: {p.dir} was made differently ({why}); delete it or pass another --runs")
 
 
-def execute(p: Plan, cmd: list[str], bar: tqdm, log: Path) -> dict:
+def execute(p: Plan, script: str, server: WarmServer, bar: tqdm, log: Path) -> dict:
     """Run (or resume) one training; returns {"wall_s": ...} accumulated over attempts."""
     state_f = p.dir / "benchmark_attempts.json"
     p.dir.mkdir(parents=True, exist_ok=True)
     check_made_with(p, state_f)
     state = json.loads(state_f.read_text()) if state_f.is_file() else {"wall_s": 0.0, "attempts": 0}
     state["made_with"], state["commit"] = made_with(p), git_commit()
-    cmd = [*cmd, *p.args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     t0, base = time.perf_counter(), bar.n
     with open(log, "a") as out:
-        out.write(f"\n$ {' '.join(cmd)}\n")
-        out.flush()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-        try:
-            while proc.poll() is None:
-                time.sleep(POLL_S)
+        out.write(f"\n$ {server.python} {script} {' '.join(p.args)}\n")
+    proc = server.start([script, *p.args], log)
+    state["launch"] = "subprocess" if isinstance(proc, subprocess.Popen) else "warm"
+    try:
+        while True:
+            try:
+                proc.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
                 bar.update(base + min(steps_done(p.dir), p.steps) - bar.n)
-        except BaseException:  # Ctrl-C: stop the run; it resumes from its checkpoint next time
-            proc.terminate()
-            proc.wait()
-            raise
-        finally:
-            state["wall_s"] += time.perf_counter() - t0
-            state["attempts"] += 1
-            state_f.write_text(json.dumps(state))
+    except BaseException:  # Ctrl-C: stop the run; it resumes from its checkpoint next time
+        proc.terminate()
+        proc.wait()
+        raise
+    finally:
+        state["wall_s"] += time.perf_counter() - t0
+        state["attempts"] += 1
+        state_f.write_text(json.dumps(state))
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         raise SystemExit(f"method_comparison: {p.name} failed (exit {proc.returncode}): {tail[0]} (log: {log})")
@@ -230,18 +237,31 @@ def execute(p: Plan, cmd: list[str], bar: tqdm, log: Path) -> dict:
     return state
 
 
-def run_grid(plans: list[Plan], train: list[str], log: Path) -> None:
+def make_server(a: argparse.Namespace, log: Path) -> WarmServer:
+    """Runs forked from one server that imported the stack (benchmarks/warm_launch.py), or --no-warm: one fresh
+    process each (the same numbers; ~20 s more per run here)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    real = Path(a.fake_trainer).resolve() == ROOT / "chord/train.py"
+    server = WarmServer(a.python, PRELOAD if real else [], cwd=ROOT, env=env, log=log)
+    if a.no_warm:
+        server.fallback = "--no-warm"
+    return server
+
+
+def run_grid(plans: list[Plan], script: str, server: WarmServer, log: Path) -> None:
     finished = [p for p in plans if (p.dir / DONE).is_file()]
     for p in finished:
         check_made_with(p, p.dir / DONE)
     # finished runs are the bar's starting point, so its rate and ETA count only the steps run now
+    if len(finished) < len(plans):
+        server.warm_up()
     bar = tqdm(total=sum(p.steps for p in plans), initial=sum(p.steps for p in finished), desc="grid",
                unit="step", dynamic_ncols=True)
     for p in plans:
         if p in finished:
             continue
         bar.set_postfix_str(p.name)
-        state = execute(p, train, bar, log)
+        state = execute(p, script, server, bar, log)
         (p.dir / DONE).write_text(json.dumps({**state, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
     bar.close()
 
@@ -446,7 +466,7 @@ def plot_curves(groups: dict[str, list[Result]], out: Path) -> list[str]:
     return made
 
 
-def report(a: argparse.Namespace, results: list[Result], wall: float, model: str) -> None:
+def report(a: argparse.Namespace, results: list[Result], wall: float, model: str, server: WarmServer) -> None:
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
     groups = by_method(results)
@@ -473,11 +493,11 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
            "phases": {s: {n: getattr(ph, n) for n in ("shift", "readapt", "overfit")} for s, ph in r.phases.items()}}
           for r in results]
     (out / "results.json").write_text(json.dumps(js, indent=1))
-    runs = ["| run | finished (UTC) | code | attempts | wall time (s) | note |", "|---|---|---|---|---|---|"]
+    runs = ["| run | finished (UTC) | code | attempts | launch | wall time (s) | note |", "|---|---|---|---|---|---|---|"]
     for r in results:
         d = r.done
         runs.append(f"| {r.plan.name} | {d.get('finished', '?')} | {d.get('commit', '?')} | {d.get('attempts', '?')} "
-                    f"| {r.wall_s:.0f} | {d.get('note', '')} |")
+                    f"| {d.get('launch', 'subprocess')} | {r.wall_s:.0f} | {d.get('note', '')} |")
     (out / "provenance.md").write_text("\n".join([
         "# Provenance", "",
         f"- date: {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}; commit: {git_commit()}",
@@ -485,8 +505,13 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
         f"- command: python benchmarks/method_comparison.py {' '.join(sys.argv[1:])}",
         f"- base model: {model}; runs in {a.runs}",
         f"- wall time of this invocation: {wall:.0f} s (finished runs skipped on a rerun are not in it); "
-        f"sum of run wall times: {sum(r.wall_s for r in results):.0f} s", "",
-        "## Runs (code = the commit each run was started at; a resumed run: its last start)", "", *runs, ""]))
+        f"sum of run wall times: {sum(r.wall_s for r in results):.0f} s",
+        "- launch: " + (f"runs forked from a server that imported the stack once in {server.import_s:.0f} s (in no "
+                        "run's wall time); " if server.import_s else f"fresh processes ({server.fallback}); "
+                        if server.fallback else "no run started in this invocation; ")
+        + "warm-launched runs start ~20 s sooner, with the same numbers (benchmarks/warm_launch.py)", "",
+        "## Runs (code = the commit each run was started at, a resumed run its last start; launch: warm = forked "
+        "from the server, subprocess = a fresh process)", "", *runs, ""]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -495,8 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     model = base_model(a)
     plans = plan(a, model)
     a.runs.mkdir(parents=True, exist_ok=True)
-    run_grid(plans, [a.python, a.fake_trainer], a.runs / "train.log")
-    report(a, collect(plans), time.perf_counter() - t0, model)
+    server = make_server(a, a.runs / "train.log")
+    try:
+        run_grid(plans, a.fake_trainer, server, a.runs / "train.log")
+    finally:
+        server.close()
+    report(a, collect(plans), time.perf_counter() - t0, model, server)
     print(f"method_comparison: {len(plans)} runs -> {a.out / 'results.md'}")
     return 0
 
