@@ -122,7 +122,7 @@ def test_other_seeds_are_checked_against_a_previous_grid(tmp_path, monkeypatch):
 
 def test_quick_mode_is_small():
     a = mc.parse_args(["--quick", "--runs", "/tmp/x", "--out", "/tmp/y"])
-    assert (a.seeds, a.steps, a.eval_problems, a.base_steps) == (1, 6, 16, 60)
+    assert (a.seeds, a.steps, a.eval_problems, a.base_steps) == (1, 6, 16, 400)
 
 
 def test_script_help_runs():
