@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--base-steps", type=int, default=None,
                    help="pretraining steps of the base model (default: the built-in `cards` model's)")
+    p.add_argument("--base-worked", type=float, default=0.0,
+                   help="pilot: fraction of base pretraining rows that are plain-number sums worked step by step")
     p.add_argument("--cache-dir", type=Path, default=ROOT / ".cache/chord",
                    help="model.cache_dir: the base model and task files (default .cache/chord)")
     p.add_argument("--runs", type=Path, default=None, help="run folders (default runs/method-comparison)")
@@ -115,11 +117,13 @@ QUICK_BASE = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_
 
 def base_model(a: argparse.Namespace) -> str:
     """`cards` (built on first use by chord.train), or a base model built here (--base-steps, --quick)."""
-    if a.base_steps is None:
+    if a.base_steps is None and not a.base_worked:
         return "cards"
     from chord.models.cards_base import build_cards_model
 
-    return str(build_cards_model(a.cache_dir, steps=a.base_steps, **(QUICK_BASE if a.quick else {})))
+    steps = {"steps": a.base_steps} if a.base_steps else {}
+    return str(build_cards_model(a.cache_dir, worked=a.base_worked, log_every=100, **steps,
+                                 **(QUICK_BASE if a.quick else {})))
 
 
 def _stage_override(recipe: Path, steps: int) -> str:

@@ -101,6 +101,18 @@ def value_fact(hand: Hand, rule: str) -> str:
     return f"If {RULE_TEXT[rule][:-1]}: {', '.join(hand)} are worth {', '.join(str(card_value(c, rule)) for c in hand)}."
 
 
+def worked_sum(rng: random.Random) -> tuple[str, str]:
+    """Plain text of another task in the expert's procedure: (question, worked answer) for 2-4 plain numbers,
+    no cards and no rule. A base pretrained on it has seen the step-by-step format, never on a hand."""
+    nums = [rng.randint(1, 13) for _ in range(rng.randint(2, 4))]
+    steps, total = [], nums[0]
+    for v in nums[1:]:
+        steps.append(f"{total} + {v} = {total + v}.")
+        total += v
+    return (f"Add the numbers {', '.join(map(str, nums))}.",
+            f"Values: {', '.join(map(str, nums))}. {' '.join(steps)}\nAnswer: {total}")
+
+
 def corpus(seed: int, n: int) -> list[str]:
     """Text in every style, for tokenizer training."""
     rng = random.Random(seed)

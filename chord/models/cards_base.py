@@ -25,8 +25,12 @@ from chord.models.tiny import new_qwen2, save_model_folder, train_tokenizer
 BUILD_VERSION = 3
 
 
-def _example(tokenizer, rng: random.Random, hands: dict[str, list], correct: float, facts: float):
+def _example(tokenizer, rng: random.Random, hands: dict[str, list], correct: float, facts: float,
+             worked: float = 0.0):
     """(context, target): the loss is on the target only (a hand's cards are random: nothing to learn)."""
+    if worked and rng.random() < worked:  # plain text: sums of plain numbers worked step by step
+        question, answer = cards.worked_sum(rng)
+        return question, "\n" + answer + tokenizer.eos_token
     rule = rng.choice((cards.ID_RULE, cards.OOD_RULE))
     h = rng.choice(hands[rule])
     if rng.random() < facts:  # plain text: half arithmetic facts, half what cards are worth
@@ -39,10 +43,11 @@ def _example(tokenizer, rng: random.Random, hands: dict[str, list], correct: flo
     return context, cards.noisy_answer(h, rule, rng, correct) + tokenizer.eos_token + "\n"
 
 
-def _batch(tokenizer, rng: random.Random, hands: dict[str, list], size: int, correct: float, facts: float):
+def _batch(tokenizer, rng: random.Random, hands: dict[str, list], size: int, correct: float, facts: float,
+           worked: float = 0.0):
     ids, labels = [], []
     for _ in range(size):
-        context, target = _example(tokenizer, rng, hands, correct, facts)
+        context, target = _example(tokenizer, rng, hands, correct, facts, worked)
         c = tokenizer(context, add_special_tokens=False)["input_ids"]
         t = tokenizer(target, add_special_tokens=False)["input_ids"]
         ids.append(c + t)
@@ -55,7 +60,7 @@ def _batch(tokenizer, rng: random.Random, hands: dict[str, list], size: int, cor
 
 
 def _pretrain(model, tokenizer, seed: int, steps: int, batch: int, lr: float, correct: float, facts: float,
-              log_every: int = 0) -> None:
+              log_every: int = 0, worked: float = 0.0) -> None:
     rng = random.Random(seed + 23)
     parts = cards.split(seed=0, n_eval=100)  # the task files' split (builtin:cards uses seed 0)
     held_out = set(parts["eval_id"]) | set(parts["eval_ood"])
@@ -64,7 +69,7 @@ def _pretrain(model, tokenizer, seed: int, steps: int, batch: int, lr: float, co
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.1, 1 - s / steps))
     model.train()
     for step in range(steps):
-        enc, labels = _batch(tokenizer, rng, hands, batch, correct, facts)
+        enc, labels = _batch(tokenizer, rng, hands, batch, correct, facts, worked)
         loss = model(**enc, labels=labels).loss
         opt.zero_grad()
         loss.backward()
@@ -79,11 +84,13 @@ def _pretrain(model, tokenizer, seed: int, steps: int, batch: int, lr: float, co
 def build_cards_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 192, num_layers: int = 4,
                       num_heads: int = 6, head_dim: int = 32, intermediate_size: int = 512, vocab_size: int = 384,
                       steps: int = 1000, batch: int = 64, lr: float = 2e-3, correct: float = 0.5,
-                      facts: float = 0.5, log_every: int = 0) -> Path:
+                      facts: float = 0.5, log_every: int = 0, worked: float = 0.0) -> Path:
     """Build (or reuse) the card-sum base model folder; deterministic for equal arguments."""
     args = dict(seed=seed, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, head_dim=head_dim,
                 intermediate_size=intermediate_size, vocab_size=vocab_size, steps=steps, batch=batch, lr=lr,
                 correct=correct, facts=facts, version=BUILD_VERSION, task_version=cards.TASK_VERSION)
+    if worked:  # absent at 0: the default base keeps its cache key
+        args["worked"] = worked
     key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
     final = Path(cache_dir) / f"cards-{key}"
     if (final / "config.json").exists():
@@ -92,5 +99,5 @@ def build_cards_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 1
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(cards.corpus(seed, 3000), vocab_size)
     model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
-    _pretrain(model, tokenizer, seed, steps, batch, lr, correct, facts, log_every)
+    _pretrain(model, tokenizer, seed, steps, batch, lr, correct, facts, log_every, worked)
     return save_model_folder(model, tokenizer, args, final, t0)

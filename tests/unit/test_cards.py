@@ -129,3 +129,21 @@ def test_difference_interval_and_the_sentence_it_supports():
     # Welch df with unequal variances: a wider interval than the pooled normal one
     w = diff_ci([0.1, 0.5, 0.9], [0.5, 0.5, 0.51])
     assert w.half > 1.96 * math.sqrt(0.16 / 3)
+
+
+def test_worked_sums_use_the_expert_procedure_on_plain_numbers_only():
+    from chord.models import cards_base
+    from chord.models.tiny import train_tokenizer
+
+    rng = random.Random(0)
+    for _ in range(200):
+        q, a = cards.worked_sum(rng)
+        nums = [int(x) for x in q.removeprefix("Add the numbers ").rstrip(".").split(", ")]
+        assert a.endswith(f"Answer: {sum(nums)}") and a.startswith(f"Values: {', '.join(map(str, nums))}.")
+        assert not any(c in q + a for c in ("J", "K", "Q", "count as"))  # no cards, no rule
+    tok = train_tokenizer(cards.corpus(0, 300), 384)
+    hands = {rule: cards.all_hands()[:50] for rule in (cards.ID_RULE, cards.OOD_RULE)}
+    enc, labels = cards_base._batch(tok, random.Random(1), hands, 64, 0.5, 0.5, worked=0.5)
+    texts = [tok.decode(ids) for ids in enc["input_ids"]]
+    worked = [t for t in texts if "Values:" in t]
+    assert 16 < len(worked) < 48 and all("<|im_start|>" not in t for t in worked)  # plain text, never chat
