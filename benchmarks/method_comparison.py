@@ -243,7 +243,7 @@ def execute(p: Plan, script: str, server: WarmServer, bar: tqdm, log: Path) -> d
 
 def make_server(a: argparse.Namespace, log: Path) -> WarmServer:
     """Runs forked from one server that imported the stack (benchmarks/warm_launch.py), or --no-warm: one fresh
-    process each (the same numbers; ~20 s more per run here)."""
+    process each (the same numbers; ~15 s more per run here)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     real = Path(a.fake_trainer).resolve() == ROOT / "chord/train.py"
     server = WarmServer(a.python, PRELOAD if real else [], cwd=ROOT, env=env, log=log)
@@ -256,9 +256,9 @@ def run_grid(plans: list[Plan], script: str, server: WarmServer, log: Path) -> N
     finished = [p for p in plans if (p.dir / DONE).is_file()]
     for p in finished:
         check_made_with(p, p.dir / DONE)
-    # finished runs are the bar's starting point, so its rate and ETA count only the steps run now
     if len(finished) < len(plans):
         server.warm_up()
+    # finished runs are the bar's starting point, so its rate and ETA count only the steps run now
     bar = tqdm(total=sum(p.steps for p in plans), initial=sum(p.steps for p in finished), desc="grid",
                unit="step", dynamic_ncols=True)
     for p in plans:
@@ -513,7 +513,7 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
         "- launch: " + (f"runs forked from a server that imported the stack once in {server.import_s:.0f} s (in no "
                         "run's wall time); " if server.import_s else f"fresh processes ({server.fallback}); "
                         if server.fallback else "no run started in this invocation; ")
-        + "warm-launched runs start ~20 s sooner, with the same numbers (benchmarks/warm_launch.py)", "",
+        + "warm-launched runs start ~15 s sooner, with the same numbers (benchmarks/warm_launch.py)", "",
         "## Runs (code = the commit each run was started at, a resumed run its last start; launch: warm = forked "
         "from the server, subprocess = a fresh process)", "", *runs, ""]))
 

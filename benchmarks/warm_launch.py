@@ -53,6 +53,7 @@ class WarmServer:
                 return subprocess.Popen([self.python, *argv], cwd=self.cwd, env=self.env, stdout=out,
                                         stderr=subprocess.STDOUT)
         assert self.proc is not None and self.proc.stdin is not None
+        log.touch()  # the child opens it after the fork; a caller polling the log must not find it missing
         self.proc.stdin.write((json.dumps({"argv": argv, "log": str(log)}) + "\n").encode())
         self.proc.stdin.flush()
         return WarmProcess(self, int(self.read()["pid"]))

@@ -70,6 +70,7 @@ def test_runs_are_forked_children_of_one_server_with_their_own_argv_output_and_e
 def test_wait_times_out_like_popen_and_terminate_stops_only_the_run(server, tmp_path):
     proc, log = _run(server, tmp_path, "sleep")
     deadline = time.time() + 30
+    assert log.is_file()  # before the child has run: `start` creates it
     while "sleeping" not in log.read_text() and time.time() < deadline:
         time.sleep(0.05)
     with pytest.raises(subprocess.TimeoutExpired):
