@@ -104,9 +104,10 @@ class WarmProcess:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None and (reply := self.server.read(timeout=0.0)):
-            self.returncode = int(reply["exit"])
-        return self.returncode
+        try:
+            return self.wait(timeout=0.0)
+        except subprocess.TimeoutExpired:
+            return None
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit status; as Popen.wait, subprocess.TimeoutExpired if the run is still going after `timeout`."""
@@ -137,11 +138,15 @@ def serve(reply_fd: int, path: list[str], preload: list[str]) -> None:
 
     t0 = time.perf_counter()
     # is_available() through NVML initialises no CUDA; a CUDA machine gets plain subprocesses
+    before = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
     os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     import torch
 
     cuda = torch.cuda.is_available()
-    os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK")
+    if before is None:  # the runs see the user's environment
+        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK")
+    else:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = before
     if cuda:
         return reply(ready=False, why="CUDA devices are visible: a process must not fork after CUDA starts")
     for name in preload:

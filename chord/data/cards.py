@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Iterable
 from pathlib import Path
 
 from chord.data.tiny_task import write_jsonl
@@ -62,7 +63,12 @@ def terse_answer(hand: Hand, rule: str) -> str:
 
 def expert_solution(hand: Hand, rule: str) -> str:
     """Values first (where the rule is applied), then running sums, then the answer line."""
-    values = [card_value(c, rule) for c in hand]
+    return worked(card_value(c, rule) for c in hand)
+
+
+def worked(values: Iterable[int]) -> str:
+    """The expert's procedure on given values: the values, the running sums, the answer line."""
+    values = list(values)
     steps, total = [], values[0]
     for v in values[1:]:
         steps.append(f"{total} + {v} = {total + v}.")
@@ -105,12 +111,7 @@ def worked_sum(rng: random.Random) -> tuple[str, str]:
     """Plain text of another task in the expert's procedure: (question, worked answer) for 2-4 plain numbers,
     no cards and no rule. A base pretrained on it has seen the step-by-step format, never on a hand."""
     nums = [rng.randint(1, 13) for _ in range(rng.randint(2, 4))]
-    steps, total = [], nums[0]
-    for v in nums[1:]:
-        steps.append(f"{total} + {v} = {total + v}.")
-        total += v
-    return (f"Add the numbers {', '.join(map(str, nums))}.",
-            f"Values: {', '.join(map(str, nums))}. {' '.join(steps)}\nAnswer: {total}")
+    return f"Add the numbers {', '.join(map(str, nums))}.", worked(nums)
 
 
 def corpus(seed: int, n: int) -> list[str]:
