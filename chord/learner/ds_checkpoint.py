@@ -1,4 +1,4 @@
-"""Read the policy's full fp32 weights out of a chord/DeepSpeed checkpoint folder, offline.
+"""Read the policy's full fp32 weights out of a checkpoint folder that chord saved with DeepSpeed, offline.
 
 ZeRO-0 keeps the whole module in `mp_rank_00_model_states.pt`; ZeRO-1/2/3 keep the fp32 master
 weights partitioned across `*_optim_states.pt` files, which DeepSpeed's zero_to_fp32 reassembles
