@@ -80,8 +80,8 @@ def child(model: str, variant: str, steps: int, scale: float) -> dict:
 
     from chord.batching import collate, count_tokens, plan_micro_batches
     from chord.build import build_learner
+    from chord.config.recipe import load_config
     from chord.distributed import init_distributed
-    from chord.recipe import load_config
 
     init_distributed()
     cuda = torch.cuda.is_available()

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chord.rewards_math import MathReward  # noqa: E402
+from chord.rewards.math_verifier import MathReward  # noqa: E402
 from tests.math_cases import ADVERSARIAL, realistic_responses  # noqa: E402
 
 

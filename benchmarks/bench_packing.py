@@ -88,8 +88,8 @@ def measure(args: argparse.Namespace, variant: str, model: str) -> dict:
 
     from chord.batching import collate, count_tokens, micro_batches, plan_micro_batches
     from chord.build import build_learner
+    from chord.config.recipe import load_config
     from chord.distributed import init_distributed
-    from chord.recipe import load_config
 
     init_distributed()
     gpu = torch.cuda.is_available()

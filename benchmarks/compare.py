@@ -267,7 +267,7 @@ def plot(runs: list[Run], metric: str, out: Path, smooth: float) -> tuple[list[s
 
 def final_model(run_dir: Path) -> Path:
     """A run's final model: the last stage's `final/` for a staged run, else what chord.diagnose resolves."""
-    from chord.analysis.checkpoints import resolve_model_folder
+    from chord.spectrum.model_folder import resolve_model_folder
 
     stages = sorted(Path(run_dir).glob("stage*/final"), key=lambda p: int(re.sub(r"\D.*", "", p.parent.name[5:]) or 0))
     return stages[-1] if stages else resolve_model_folder(run_dir)
@@ -276,8 +276,8 @@ def final_model(run_dir: Path) -> Path:
 def spectrum_section(runs: list, start: Path, out: Path) -> str:
     """What each method did to the weights (arXiv 2508.16546): start -> final drift and principal angles,
     per run one line here and the full chord.diagnose output in spectrum/<label>/."""
-    from chord.analysis.diagnostics import diagnose
-    from chord.analysis.report import write_outputs
+    from chord.spectrum.diagnostics import diagnose
+    from chord.spectrum.report import write_outputs
 
     lines = ["", "## Weights: start -> final (chord.diagnose, k = 1% of rank)", "",
              "| run | drift mean % | U angle (deg) | V angle (deg) | random (deg) | details |", "|---|---|---|---|---|---|"]
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.spectrum is not None:
         try:
             text += spectrum_section(runs, args.spectrum, args.out)
-        except ValueError as e:  # chord.analysis.checkpoints.InputError: a one-line reason
+        except ValueError as e:  # chord.spectrum.model_folder.InputError: a one-line reason
             print(f"compare: --spectrum: {e}", file=sys.stderr)
             return 2
     (args.out / "comparison.md").write_text(text)

@@ -29,9 +29,9 @@ def repeated_batch(steps: int = 6) -> dict:
 
     from chord.batching import collate, count_tokens, plan_micro_batches
     from chord.build import build_learner
+    from chord.config.recipe import load_config
     from chord.distributed import init_distributed
     from chord.models.tiny import build_tiny_model
-    from chord.recipe import load_config
     from tests.integration.learner_step import fixed_rows
 
     init_distributed()

@@ -119,7 +119,7 @@ def base_model(a: argparse.Namespace) -> str:
     """`cards` (built on first use by chord.train), or a base model built here (--base-steps, --quick)."""
     if a.base_steps is None and not a.base_worked:
         return "cards"
-    from chord.models.cards_base import build_cards_model
+    from chord.models.cards import build_cards_model
 
     steps = {"steps": a.base_steps} if a.base_steps else {}
     return str(build_cards_model(a.cache_dir, worked=a.base_worked, log_every=100, **steps,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,15 +12,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from chord.config import ChordConfig, ConfigError, to_yaml, uses_expert, uses_rl
+from chord.config import ChordConfig, ConfigError, evaluates, needs_engine, to_yaml, uses_expert, uses_rl
 from chord.data.loading import build_expert_examples, build_prompt_examples, load_rows
 from chord.data.streams import ShuffledStream
 from chord.distributed import Dist, barrier
+from chord.evaluation import build_benchmarks
 from chord.learner import Learner
 from chord.logger import RunLogger
 from chord.models.load import load_causal_lm, load_tokenizer, resolve_model_path
 from chord.rewards import RewardFn, build_reward
 from chord.rollout import RolloutEngine
+from chord.rollout.placement import placement, sleeps
+from chord.tasks import builtin_source
 
 
 @dataclass
@@ -66,91 +68,10 @@ class Run:
             self.reward_fn.close()  # the math reward's verifier processes
 
 
-def evaluates(cfg: ChordConfig) -> bool:
-    e = cfg.eval
-    return bool(e.benchmarks) and (e.every > 0 or e.at_end or e.at_start)
-
-
-def needs_engine(cfg: ChordConfig) -> bool:
-    """Rank 0 holds a rollout engine for RL rollouts and for evaluation (SFT runs too)."""
-    return uses_rl(cfg) or evaluates(cfg)
-
-
-def rows_per_step(cfg: ChordConfig) -> tuple[int, int]:
-    t = cfg.trainer
-    n_roll = t.prompts_per_step * t.samples_per_prompt if uses_rl(cfg) else 0
-    n_exp = t.expert_per_step if uses_expert(cfg) else 0
-    return n_roll, n_exp
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _tiny_task(style: str) -> Callable[[Path], dict[str, Path]]:
-    def files(cache_dir: Path) -> dict[str, Path]:
-        from chord.data.tiny_task import generate_tiny_task
-
-        return generate_tiny_task(cache_dir / "tiny_task", seed=0, style=style)  # rl, expert, eval
-
-    return files
-
-
-def _points24(ood: bool) -> Callable[[Path], dict[str, Path]]:
-    """The train split serves as RL prompts and expert rows (it has prompt, answer and messages);
-    points24_ood is an evaluation set only (the face-card rule is never trained on)."""
-
-    def files(cache_dir: Path) -> dict[str, Path]:
-        from chord.data.points24 import cached_points24
-
-        split = cached_points24(cache_dir / "points24", seed=0)
-        if ood:
-            return {"eval": split["eval_ood"]}
-        return {"rl": split["train"], "expert": split["train"], "eval": split["eval_id"]}
-
-    return files
-
-
-def _cards(ood: bool) -> Callable[[Path], dict[str, Path]]:
-    """ID hands (rule face=10) for RL prompts, expert rows and evaluation; cards_ood (rule face=faces)
-    is an evaluation set only."""
-
-    def files(cache_dir: Path) -> dict[str, Path]:
-        from chord.data.cards import generate_cards_task
-
-        out = generate_cards_task(cache_dir / "cards_task", seed=0)
-        return {"eval": out["eval_ood"]} if ood else {k: out[k] for k in ("rl", "expert", "eval")}
-
-    return files
-
-
-# name -> (model.cache_dir -> {kind: file}); kinds are rl, expert, eval
-BUILTIN_TASKS: dict[str, Callable[[Path], dict[str, Path]]] = {
-    "tiny": _tiny_task("answer"),
-    "tiny_math": _tiny_task("boxed"),
-    "points24": _points24(ood=False),
-    "points24_ood": _points24(ood=True),
-    "cards": _cards(ood=False),
-    "cards_ood": _cards(ood=True),
-}
-
-
-def builtin_source(cfg: ChordConfig, source: str, kind: str) -> str:
-    """`builtin:<name>` -> the generated file of that kind (rl / expert / eval); other sources unchanged."""
-    if not source.startswith("builtin:"):
-        return source
-    name = source.split(":", 1)[1]
-    if name not in BUILTIN_TASKS:
-        raise ConfigError(f"unknown built-in data source '{source}' (available: "
-                          f"{', '.join('builtin:' + n for n in BUILTIN_TASKS)})")
-    files = BUILTIN_TASKS[name](Path(cfg.model.cache_dir))
-    if kind not in files:
-        use = {"rl": "data.prompts.source", "expert": "data.expert.source", "eval": "eval.benchmarks[].source"}
-        raise ConfigError(f"built-in data source '{source}' has no {kind} data: it serves only as "
-                          f"{' and '.join(use[k] for k in files)}")
-    return str(files[kind])
 
 
 def steps_from_epochs(cfg: ChordConfig, prompts: ShuffledStream | None, experts: ShuffledStream | None) -> int:
@@ -161,22 +82,6 @@ def steps_from_epochs(cfg: ChordConfig, prompts: ShuffledStream | None, experts:
     stream, per_step = (prompts, t.prompts_per_step) if prompts is not None else (experts, t.expert_per_step)
     assert stream is not None
     return max(1, math.ceil(t.epochs * len(stream.items) / per_step))
-
-
-def build_benchmarks(cfg: ChordConfig, tokenizer: Any, quiet: bool = False) -> list:
-    from chord.evaluation import load_benchmark
-
-    e, p = cfg.eval, cfg.data.prompts
-    out = []
-    for b in e.benchmarks:
-        bench = load_benchmark(b, tokenizer, k=e.k, system_prompt=e.system_prompt or p.system_prompt,
-                               max_prompt_length=e.max_prompt_length or p.max_prompt_length,
-                               max_bad_fraction=e.max_bad_fraction,
-                               resolve=lambda s: builtin_source(cfg, s, "eval"))
-        if not quiet:
-            print(f"chord: {bench.summary}, k={bench.k}", file=sys.stderr)
-        out.append(bench)
-    return out
 
 
 def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStream | None, ShuffledStream | None]:
@@ -204,31 +109,6 @@ def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStrea
         say(f"chord: {report.summary()}", file=sys.stderr)
         experts = ShuffledStream(items, seed=cfg.run.seed + 1, name="expert")
     return prompts, experts
-
-
-def placement(cfg: ChordConfig, world: int) -> str:
-    """rank0 or per_rank (docs/architecture.md#rollout-placement); per_rank at world size 1 is rank0."""
-    p = cfg.rollout.placement
-    if p == "auto":
-        p = "per_rank" if torch.cuda.is_available() and cfg.rollout.backend == "vllm" else "rank0"
-    return p if world > 1 else "rank0"
-
-
-def engine_group(cfg: ChordConfig, d: Dist) -> tuple[int, int, bool]:
-    """(this rank's engine index, number of engines, whether this rank reports its engine's rollouts).
-    per_rank: one engine per rollout.tensor_parallel_size consecutive ranks; rank0: one engine."""
-    if placement(cfg, d.world) == "rank0":
-        return 0, 1, d.is_main
-    tp = cfg.rollout.tensor_parallel_size
-    return d.rank // tp, d.world // tp, d.rank % tp == 0
-
-
-def sleeps(cfg: ChordConfig, world: int) -> bool:
-    """Sleep mode: auto = per_rank on CUDA (the learner then has the GPU to itself while it trains)."""
-    s = str(cfg.rollout.sleep_mode).lower()
-    if s == "auto":
-        return placement(cfg, world) == "per_rank" and torch.cuda.is_available()
-    return s == "true"
 
 
 def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> RolloutEngine | None:

@@ -22,10 +22,10 @@ import json
 import sys
 from pathlib import Path
 
-from chord.analysis.checkpoints import InputError, ModelFolder
-from chord.analysis.diagnostics import diagnose
-from chord.analysis.report import write_outputs
-from chord.analysis.spectrum import MATRIX_TYPES
+from chord.spectrum.diagnostics import diagnose
+from chord.spectrum.maths import MATRIX_TYPES
+from chord.spectrum.model_folder import InputError, ModelFolder
+from chord.spectrum.report import write_outputs
 
 
 def _matrix_list(text: str) -> tuple[str, ...]:
@@ -78,7 +78,7 @@ def _diagnose_cli(argv: list[str]) -> int:
 
 
 def _repair_cli(argv: list[str]) -> int:
-    from chord.analysis.repairs import layer_reset, parse_layers, uv_merge
+    from chord.spectrum.repairs import layer_reset, parse_layers, uv_merge
 
     p = argparse.ArgumentParser(prog="python -m chord.diagnose repair")
     sub = p.add_subparsers(dest="kind", required=True)

@@ -9,7 +9,7 @@ checkpoints/step_N folder (exported first, like `python -m chord.export`). Bench
 jsonl/json/parquet files or hub dataset ids; the prompt and answer columns are detected
 (problem/Problem/question/prompt, answer/Answer/final_answer) or given. Outputs in --out:
 eval.jsonl, eval.md (markdown table), tensorboard/, eval/samples_step_0.jsonl (every response).
-Metric definitions: chord/evaluation.py.
+Metric definitions: chord/evaluation/evaluate.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # launched as a script path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chord.config import ChordConfig, ConfigError
-from chord.recipe import load_config
+from chord.config.recipe import load_config
 
 
 def _benchmark(spec: str, a: argparse.Namespace) -> dict:
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
-    from chord.build import build_benchmarks, quiet_libraries
-    from chord.evaluation import evaluate, markdown_table, sampling_for, write_results
+    from chord.build import quiet_libraries
+    from chord.evaluation import build_benchmarks, evaluate, markdown_table, sampling_for, write_results
     from chord.logger import RunLogger
     from chord.models.load import load_tokenizer
     from chord.rewards import build_reward

@@ -40,7 +40,7 @@ def export(ckpt: Path, out_dir: Path) -> Path:
     import torch
 
     from chord.checkpoint import STATE
-    from chord.learner.ds_checkpoint import policy_state_dict
+    from chord.checkpoint.ds_weights import policy_state_dict
     from chord.models.load import load_causal_lm, load_tokenizer, resolve_model_path
 
     try:

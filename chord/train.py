@@ -22,15 +22,15 @@ from tqdm import tqdm
 
 from chord import faults
 from chord.algo.advantage import group_advantages
-from chord.algo.schedule import mu_at
-from chord.analysis.exploration import all_equal_fraction, mean_distinct_n
+from chord.algo.mu_schedule import mu_at
 from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
 from chord.config import ChordConfig, ConfigError, to_yaml
+from chord.config.recipe import load_config
 from chord.distributed import broadcast, init_distributed, shutdown
-from chord.exchange import all_gather_rollouts, gather_floats, shard
+from chord.distributed.exchange import all_gather_rollouts, gather_floats, shard
+from chord.evaluation.exploration import all_equal_fraction, mean_distinct_n
 from chord.learner.guarded_adamw import NonFiniteError
 from chord.logger import RunLogger, set_aside_old_logs, timed, write_rollouts
-from chord.recipe import load_config
 from chord.rewards import is_correct, score_all
 from chord.step_metrics import all_reduce, drop_absent, to_floats
 
@@ -45,7 +45,7 @@ class StaleWeightsError(RuntimeError):
 def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list, dict[str, float]]:
     """Each engine generates and scores its share of the step's B prompt groups (all of them with one
     engine on rank 0); every rank then holds all scored rollouts, exchanged as tensors."""
-    from chord.build import engine_group, sleeps
+    from chord.rollout.placement import engine_group, sleeps
 
     t = run.cfg.trainer
     if run.prompts is None:
@@ -125,7 +125,8 @@ def check_nonfinite(cfg: ChordConfig, run: Run, step: int) -> None:
 def train(cfg: ChordConfig, run: Run) -> tuple[dict[str, float], bool]:
     """Train from run.start_step; (last step's metrics, whether trainer.steps were reached)."""
     from chord import checkpoint
-    from chord.build import evaluates, rows_per_step, sleeps, uses_rl
+    from chord.config import evaluates, rows_per_step, uses_rl
+    from chord.rollout.placement import sleeps
 
     t, d = cfg.trainer, run.dist
     n_roll, n_exp = rows_per_step(cfg)
@@ -206,7 +207,7 @@ def timed_save(run: Run, step: int) -> dict[str, float]:
 def push_weights(run: Run, step: int) -> None:
     """Every rank iterates the weight buckets (ZeRO-3 gathers collectively); ranks with an engine load
     them into it bucket by bucket (rank 0's engine, or every rank's with per_rank)."""
-    from chord.build import needs_engine
+    from chord.config import needs_engine
 
     if not needs_engine(run.cfg):
         return
@@ -227,8 +228,8 @@ def eval_due(cfg: ChordConfig, step: int) -> bool:
 def run_eval(run: Run, step: int) -> dict[str, float]:
     """Collective: the engine(s) evaluate the current weights (per_rank: each its share of the problems);
     a better eval.best_metric re-exports best/."""
-    from chord.build import engine_group, placement
     from chord.evaluation import evaluate, new_best, sampling_for, write_results
+    from chord.rollout.placement import engine_group, placement
 
     e = run.cfg.eval
     if run.engine_step != step:  # SFT runs push weights only for evaluation
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chord: config error: {e}", file=sys.stderr)
         return 2
     if args.print_config:
-        from chord.stages import expand
+        from chord.config.stages import expand
 
         for st in expand(cfg) if cfg.stages else []:
             print(f"# ---- {st.label}: resolved config\n{to_yaml(st.cfg)}", end="")
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not cfg.stages:
             return run_one(cfg, d)[0]
-        from chord import stages
+        from chord.config import stages
 
         plan = stages.expand(cfg)
         for st in plan:
@@ -319,9 +320,10 @@ def say(d, msg: str) -> None:
 
 def run_one(cfg: ChordConfig, d) -> tuple[int, dict[str, float] | None]:
     """Build, resume and train one stage; (exit status, final metrics or None if it did not finish)."""
-    from chord import checkpoint, shm_cleanup
+    from chord import checkpoint
     from chord.build import build_run
     from chord.data.loading import DataError
+    from chord.distributed import shm
     from chord.models.load import ModelError
     from chord.rewards import RewardError
 
@@ -329,7 +331,7 @@ def run_one(cfg: ChordConfig, d) -> tuple[int, dict[str, float] | None]:
     try:
         path = checkpoint.preflight(cfg, d)  # a refused resume changes nothing (config.yaml) and costs no build
         run = build_run(cfg, d)
-        shm_cleanup.start_reaper(d.is_main)  # DeepSpeed's all-reduce buffers exist now; removed after a kill
+        shm.start_reaper(d.is_main)  # DeepSpeed's all-reduce buffers exist now; removed after a kill
         run.start_step = checkpoint.load(run, path) if path is not None else 0
     except (ConfigError, DataError, ModelError, RewardError) as e:
         print(f"chord: {type(e).__name__}: {e}", file=sys.stderr)

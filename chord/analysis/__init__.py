@@ -1,4 +1,4 @@
-"""Analysis of finished runs and checkpoints: training phases, exploration, weight-spectrum diagnostics.
+"""Analysis of finished runs: training phases over evaluation curves, and seed statistics.
 
-Pure torch / numpy: nothing here imports vLLM, DeepSpeed or Triton.
+Pure python / numpy: nothing here imports vLLM, DeepSpeed or Triton.
 """

@@ -1,1 +1,1 @@
-"""Data: dataset loading with counted skips, resumable streams, and the built-in tiny task."""
+"""Generic data loading: datasets with counted skips, JSON/JSONL rows and resumable shuffled streams."""

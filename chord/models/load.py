@@ -18,7 +18,7 @@ def resolve_model_path(name_or_path: str, cache_dir: str | Path) -> str:
 
         return str(build_tiny_model(cache_dir))
     if name_or_path == "cards":
-        from chord.models.cards_base import build_cards_model
+        from chord.models.cards import build_cards_model
 
         return str(build_cards_model(cache_dir))
     p = Path(name_or_path).expanduser()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from chord.data.tiny_task import _sum_pair, direct_answer, prompt_text, tiny_task_corpus
+from chord.tasks.tiny import _sum_pair, direct_answer, prompt_text, tiny_task_corpus
 
 BUILD_VERSION = 2
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

@@ -37,7 +37,7 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
         from vllm import LLM  # the only place chord imports vLLM
 
-        from chord.rollout.reaper import start_reaper
+        from chord.distributed.reaper import start_reaper
 
         self.cfg = cfg
         self.multiprocess = multiprocess

@@ -17,8 +17,8 @@ if __name__ == "__main__":
 
     from chord.build import build_learner
     from chord.config import RolloutConfig
+    from chord.config.recipe import load_config
     from chord.distributed import init_distributed, shutdown
-    from chord.recipe import load_config
     from chord.rollout.hf_engine import HFEngine
 
     model, dtype = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "float32")

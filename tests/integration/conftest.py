@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def tiny_cache(tmp_path_factory) -> Path:
     """A model.cache_dir holding the built tiny model and task files (built once, ~10 s)."""
     cache = tmp_path_factory.mktemp("chord-cache")
-    from chord.data.tiny_task import generate_tiny_task
     from chord.models.tiny import build_tiny_model
+    from chord.tasks.tiny import generate_tiny_task
 
     build_tiny_model(cache)
     generate_tiny_task(cache / "tiny_task", seed=0)

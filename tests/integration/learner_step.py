@@ -18,8 +18,8 @@ import torch  # noqa: E402
 
 from chord.batching import Row, collate, count_tokens, plan_micro_batches  # noqa: E402
 from chord.build import build_learner  # noqa: E402
+from chord.config.recipe import load_config  # noqa: E402
 from chord.distributed import init_distributed, shutdown  # noqa: E402
-from chord.recipe import load_config  # noqa: E402
 from chord.step_metrics import all_reduce, to_floats  # noqa: E402
 
 

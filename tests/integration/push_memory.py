@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 if __name__ == "__main__":
     from benchmarks.bench_loss import _rss as rss  # the /proc/self/status reader the memory benchmarks use
     from chord.build import build_learner
+    from chord.config.recipe import load_config
     from chord.distributed import init_distributed, shutdown
-    from chord.recipe import load_config
     from chord.rollout.weight_ext import to_wire
 
     model, bucket_mb, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]

@@ -20,7 +20,7 @@ def _last(stderr: str) -> str:
 
 
 def test_data_files_with_a_bad_line_train_and_unusable_ones_refuse(tiny_cache, tmp_path):
-    from chord.data.tiny_task import generate_tiny_task
+    from chord.tasks.tiny import generate_tiny_task
 
     rows = generate_tiny_task(tiny_cache / "tiny_task", seed=0)["rl"].read_text().splitlines()
     bad = tmp_path / "rl.jsonl"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from chord.learner.ds_checkpoint import policy_state_dict
+from chord.checkpoint.ds_weights import policy_state_dict
 from tests.integration.conftest import ROOT, python, run_cli, torchrun
 
 pytestmark = pytest.mark.integration

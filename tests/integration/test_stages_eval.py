@@ -111,7 +111,7 @@ def test_eval_cli_matches_in_training_evaluation(staged_run, tiny_cache, tmp_pat
 
 
 def _eval_file(cache):
-    from chord.data.tiny_task import generate_tiny_task
+    from chord.tasks.tiny import generate_tiny_task
 
     return generate_tiny_task(cache / "tiny_task", seed=0, style="boxed")["eval"]
 

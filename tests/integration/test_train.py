@@ -68,7 +68,7 @@ def test_single_process_run_logs_trains_and_exports(tiny_cache, tmp_path):
 
 STALE = """
 import sys
-from chord.recipe import load_config
+from chord.config.recipe import load_config
 from chord.distributed import init_distributed
 from chord.build import build_run
 from chord.train import train, StaleWeightsError

@@ -7,8 +7,8 @@ import torch
 
 from chord.algo.advantage import group_advantages
 from chord.algo.chord_loss import EXPERT, IGNORED, ROLLOUT, LossSettings, chord_loss
+from chord.algo.mu_schedule import mu_at
 from chord.algo.policy_loss import k3_kl, ppo_clip_token_loss
-from chord.algo.schedule import mu_at
 from chord.algo.sft_loss import sft_token_weights
 
 pytestmark = pytest.mark.unit

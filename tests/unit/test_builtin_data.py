@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from chord.build import BUILTIN_TASKS, builtin_source
 from chord.config import ChordConfig, ConfigError
+from chord.config.recipe import load_config
 from chord.data.json_rows import read_json_rows
 from chord.data.loading import build_expert_examples, build_prompt_examples, load_rows
-from chord.data.points24 import ID_RULE, OOD_RULE, build_points24
-from chord.recipe import load_config
+from chord.tasks import BUILTIN_TASKS, builtin_source
+from chord.tasks.points24 import ID_RULE, OOD_RULE, build_points24
 
 pytestmark = pytest.mark.unit
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -38,7 +38,7 @@ def test_points24_sources_resolve_to_cached_splits(tmp_path):
     rows = read_json_rows(got["rl"])
     assert set(rows.column_names) == {"prompt", "answer", "messages"} and len(rows) == 1000
     assert len(read_json_rows(got["eval"])) == len(read_json_rows(ood)) == 234  # the official eval size
-    # deterministic: the same rows chord.data.points24 builds for seed 0
+    # deterministic: the same rows chord.tasks.points24 builds for seed 0
     assert read_json_rows(ood).rows == build_points24(seed=0, n_train=1000, n_eval=234)["eval_ood"]
 
 

@@ -1,4 +1,4 @@
-"""The card-sum task (chord.data.cards), its recipes and the seed statistics of the method comparison."""
+"""The card-sum task (chord.tasks.cards), its recipes and the seed statistics of the method comparison."""
 
 import json
 import math
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from chord.analysis.seed_stats import diff_ci, mean_ci, t975, verdict
-from chord.data import cards
-from chord.data.tiny_task import tiny_reward
-from chord.recipe import load_config
-from chord.stages import expand
+from chord.config.recipe import load_config
+from chord.config.stages import expand
+from chord.tasks import cards
+from chord.tasks.tiny import tiny_reward
 
 pytestmark = pytest.mark.unit
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -76,7 +76,7 @@ def test_generated_files_match_the_split_and_are_reused(tmp_path):
 
 
 def test_base_pretraining_never_sees_held_out_hands_or_the_expert_style(monkeypatch):
-    from chord.models import cards_base
+    from chord.models import cards as cards_base
     from chord.models.tiny import train_tokenizer
 
     seen = []
@@ -132,7 +132,7 @@ def test_difference_interval_and_the_sentence_it_supports():
 
 
 def test_worked_sums_use_the_expert_procedure_on_plain_numbers_only():
-    from chord.models import cards_base
+    from chord.models import cards as cards_base
     from chord.models.tiny import train_tokenizer
 
     rng = random.Random(0)

@@ -6,7 +6,7 @@ import pytest
 
 from chord.checkpoint import STATE, config_differences, find
 from chord.config import ConfigError, to_yaml
-from chord.recipe import load_config
+from chord.config.recipe import load_config
 
 pytestmark = pytest.mark.unit
 

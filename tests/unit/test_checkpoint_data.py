@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from chord.checkpoint import STATE, find
-from chord.checkpoint_data import restore_rng, rng_state, set_rng_state, sha256_file
+from chord.checkpoint.ds_weights import policy_state_dict
+from chord.checkpoint.files import restore_rng, rng_state, set_rng_state, sha256_file
 from chord.config import ConfigError, to_yaml
-from chord.learner.ds_checkpoint import policy_state_dict
+from chord.config.recipe import load_config
 from chord.models.load import ModelError
-from chord.recipe import load_config
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

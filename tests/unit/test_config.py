@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chord.config import ChordConfig, ConfigError, to_yaml
-from chord.recipe import load_config
+from chord.config.recipe import load_config
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

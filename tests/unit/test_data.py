@@ -6,8 +6,8 @@ import pytest
 
 from chord.data.loading import DataError, build_expert_examples, build_prompt_examples, load_rows
 from chord.data.streams import ShuffledStream
-from chord.data.tiny_task import expert_solution, generate_tiny_task, tiny_reward
 from chord.rewards import RewardError, resolve_reward, score_all
+from chord.tasks.tiny import expert_solution, generate_tiny_task, tiny_reward
 
 pytestmark = pytest.mark.unit
 
@@ -33,8 +33,8 @@ def test_reward_exact_and_last_answer_wins():
 
 def test_reward_registry_and_counted_errors():
     assert resolve_reward("tiny")("Answer: 3", "3")[0] == 1.0
-    assert resolve_reward("chord.data.tiny_task:tiny_reward")("Answer: 3", "3")[0] == 1.0
-    for bad in ("nope", "no_such_module_xyz:f", "chord.data.tiny_task:missing"):
+    assert resolve_reward("chord.tasks.tiny:tiny_reward")("Answer: 3", "3")[0] == 1.0
+    for bad in ("nope", "no_such_module_xyz:f", "chord.tasks.tiny:missing"):
         with pytest.raises(RewardError):
             resolve_reward(bad)
 

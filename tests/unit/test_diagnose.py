@@ -1,4 +1,4 @@
-"""Weight-spectrum diagnostics and repairs (chord.analysis.spectrum / checkpoints / repairs, chord.diagnose):
+"""Weight-spectrum diagnostics and repairs (chord.spectrum.maths / checkpoints / repairs, chord.diagnose):
 principal angles against known rotations, drift, the random baseline, the randomized SVD, the UV merge and
 layer reset on tiny Qwen2 models, streaming reads, and the CLI end to end."""
 
@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
-from chord.analysis import checkpoints, repairs
-from chord.analysis.checkpoints import InputError, ModelFolder, resolve_model_folder
-from chord.analysis.spectrum import (
+from chord.diagnose import main
+from chord.spectrum import model_folder as checkpoints
+from chord.spectrum import repairs
+from chord.spectrum.maths import (
     angle_stats,
     parse_name,
     principal_angles,
@@ -21,7 +22,7 @@ from chord.analysis.spectrum import (
     spectrum,
     top_k,
 )
-from chord.diagnose import main
+from chord.spectrum.model_folder import InputError, ModelFolder, resolve_model_folder
 
 pytestmark = pytest.mark.unit
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from chord.eval_metrics import pass_at_k, summarize
+from chord.evaluation.metrics import pass_at_k, summarize
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import pytest
 
 from chord.config import BenchmarkConfig, EvalConfig, RewardConfig
 from chord.data.loading import DataError
-from chord.evaluation import (
+from chord.evaluation.evaluate import (
     Benchmark,
     better,
     evaluate,
@@ -602,7 +602,7 @@ def _sharded(rank: int, world: int, port: int, out: str, tp: int) -> None:
 def test_sharded_evaluation_equals_one_engine(tmp_path, world, tp):
     import torch.multiprocessing as mp
 
-    from chord.distributed import _free_port
+    from chord.distributed.group import _free_port
 
     benches, engine = _three_benchmarks()
     m1, rows1 = evaluate(engine, benches, exact, step=3, sampling=SAMPLING)
@@ -620,8 +620,8 @@ def test_sharded_evaluation_equals_one_engine(tmp_path, world, tp):
 
 def test_best_checkpoint_may_exclude_the_starting_weights():
     from chord.config import ConfigError
+    from chord.config.recipe import load_config
     from chord.evaluation import new_best
-    from chord.recipe import load_config
 
     # an SFT stage that never beats its start: with includes_start=False its best/ is still an SFT checkpoint
     curve = [(0, 0.30), (20, 0.01), (40, 0.10), (60, 0.21)]

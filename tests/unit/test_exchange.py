@@ -1,4 +1,4 @@
-"""chord.exchange: `shard` splits, and exact rollout round trips at world size 1 and over real 2- and
+"""chord.distributed.exchange: `shard` splits, and exact rollout round trips at world size 1 and over real 2- and
 3-process gloo groups (spawned workers; each imports torch, the main cost of a few seconds)."""
 
 import math
@@ -12,8 +12,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from chord.distributed import _free_port
-from chord.exchange import _pack, _unpack, all_gather_rollouts, all_gather_varlen, gather_floats, shard
+from chord.distributed.group import _free_port
+from chord.distributed.exchange import (
+    _pack,
+    _unpack,
+    all_gather_rollouts,
+    all_gather_varlen,
+    gather_floats,
+    shard,
+)
 from chord.types import Rollout
 
 pytestmark = pytest.mark.unit

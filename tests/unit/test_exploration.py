@@ -1,11 +1,11 @@
-"""chord.analysis.exploration: pass@k curve against brute-force enumeration, distinct-n, all-equal groups."""
+"""chord.evaluation.exploration: pass@k curve against brute-force enumeration, distinct-n, all-equal groups."""
 
 import itertools
 import math
 
 import pytest
 
-from chord.analysis.exploration import all_equal_fraction, distinct_n, mean_distinct_n, pass_at_k_curve
+from chord.evaluation.exploration import all_equal_fraction, distinct_n, mean_distinct_n, pass_at_k_curve
 
 pytestmark = pytest.mark.unit
 

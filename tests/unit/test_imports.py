@@ -11,10 +11,10 @@ CODE = """
 import sys
 for name in ("vllm", "deepspeed", "triton"):
     sys.modules[name] = None  # makes `import name` raise ImportError
-import chord, chord.algo.chord_loss, chord.algo.advantage, chord.algo.schedule, chord.config
+import chord, chord.algo.chord_loss, chord.algo.advantage, chord.algo.mu_schedule, chord.config
 import chord.batching, chord.rewards, chord.step_metrics, chord.train, chord_kernels
 from chord_kernels import chord_loss, token_logprobs
-from chord.recipe import load_config
+from chord.config.recipe import load_config
 bad = [m for m in ("vllm", "deepspeed", "triton") if sys.modules.get(m) is not None]
 assert not bad, bad
 print("ok")

@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from chord.build import evaluates, uses_expert, uses_rl
-from chord.config import ChordConfig
-from chord.data.prepare_openr1 import SYSTEM_PROMPT
-from chord.recipe import load_config
-from chord.stages import expand
+from chord.config import ChordConfig, evaluates, uses_expert, uses_rl
+from chord.config.recipe import load_config
+from chord.config.stages import expand
+from chord.tasks.openr1 import SYSTEM_PROMPT
 
 pytestmark = pytest.mark.unit
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -48,7 +47,7 @@ def test_real_recipes_hold_the_paper_settings(real):
         assert k["aime24"] == k["aime25"] == 32 and k["amc"] == 8  # avg@32 AIME, avg@8 AMC (docs/algorithm.md#paper-math-setting)
         assert c.eval.temperature == 1.0 and c.reward.name == "math"
         if c.data.expert.source is not None and uses_expert(c):
-            assert c.data.expert.source.endswith("sft.jsonl")  # python -m chord.data.prepare_openr1 output
+            assert c.data.expert.source.endswith("sft.jsonl")  # python -m chord.tasks.openr1 output
         if uses_rl(c):
             t = c.trainer
             assert (t.prompts_per_step, t.samples_per_prompt, t.lr) == (32, 8, 1e-6)  # docs/algorithm.md#paper-math-setting

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from chord.rewards import score_all
-from chord.rewards_math import MathReward, extract_boxed, last_number, think_ok
+from chord.rewards.math_verifier import MathReward, extract_boxed, last_number, think_ok
 from tests.math_cases import ADVERSARIAL
 
 pytestmark = pytest.mark.unit
@@ -22,7 +22,7 @@ def slow_verify(pred: str, gold: str) -> bool:
     """Test-only verifier, imported by the workers: "slow" hangs past any deadline."""
     if pred == "slow":
         time.sleep(600)
-    from chord.rewards_math import parse_and_verify
+    from chord.rewards.math_verifier import parse_and_verify
 
     return parse_and_verify(pred, gold)
 
@@ -234,7 +234,7 @@ def test_worker_killed_while_idle_is_replaced(reward):
 
 def test_registry_name_math_scores_through_the_batch_path():
     from chord.rewards import resolve_reward
-    from chord.rewards_math import MathReward
+    from chord.rewards.math_verifier import MathReward
 
     fn = resolve_reward("math")
     assert isinstance(fn, MathReward)
@@ -247,7 +247,7 @@ def test_registry_name_math_scores_through_the_batch_path():
 def test_timed_out_sample_returns_at_its_deadline_while_the_worker_is_replaced(monkeypatch):
     """Replacing the killed worker (reaping a GB-sized process, starting a new one) happens in the background:
     here starting a worker takes 3 s, and the timed-out call still returns at its deadline."""
-    from chord.rewards_math import _VerifierPool
+    from chord.rewards.math_verifier import _VerifierPool
 
     with MathReward(timeout_s=TIMEOUT, workers=1, _verifier=HOOK) as r:
         r.warm_up()

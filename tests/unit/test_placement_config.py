@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from chord.build import engine_group, placement, sleeps
 from chord.config import ConfigError
+from chord.config.recipe import load_config
 from chord.distributed import Dist
-from chord.recipe import load_config
+from chord.rollout.placement import engine_group, placement, sleeps
 
 pytestmark = pytest.mark.unit
 

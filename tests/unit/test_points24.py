@@ -9,7 +9,8 @@ from fractions import Fraction
 import pytest
 
 from chord.data.json_rows import read_json_rows
-from chord.data.points24 import (
+from chord.rewards import resolve_reward, score_all
+from chord.tasks.points24 import (
     CARDS,
     ID_RULE,
     OOD_RULE,
@@ -20,8 +21,7 @@ from chord.data.points24 import (
     main,
     solve,
 )
-from chord.rewards import resolve_reward, score_all
-from chord.rewards_points24 import (
+from chord.tasks.points24_verifier import (
     ExprError,
     check,
     evaluate,

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from chord.build import evaluates, placement, uses_expert, uses_rl
-from chord.config import ConfigError
-from chord.recipe import load_config
-from chord.stages import expand
+from chord.config import ConfigError, evaluates, uses_expert, uses_rl
+from chord.config.recipe import load_config
+from chord.config.stages import expand
+from chord.rollout.placement import placement
 
 pytestmark = pytest.mark.unit
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"

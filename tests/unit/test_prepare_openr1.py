@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from chord.data.prepare_openr1 import SYSTEM_PROMPT, good_generations, integer_answer, is_cjk, main, prepare
+from chord.tasks.openr1 import SYSTEM_PROMPT, good_generations, integer_answer, is_cjk, main, prepare
 
 pytestmark = pytest.mark.unit
 
@@ -152,7 +152,7 @@ def test_outputs_respect_the_rules(default_run):
 
 
 def test_deterministic_and_hashed(source, default_run, tmp_path, monkeypatch):
-    monkeypatch.setattr("chord.data.prepare_openr1._CHUNK_ROWS", 7)  # batch boundaries must not matter
+    monkeypatch.setattr("chord.tasks.openr1._CHUNK_ROWS", 7)  # batch boundaries must not matter
     again = tmp_path / "again"
     assert _run(source, again, "--sft-problems", "10", "--rl-problems", "8", "--seed", "1") == 0
     m = json.loads((again / "manifest.json").read_text())

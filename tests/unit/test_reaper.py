@@ -18,7 +18,7 @@ TRAINER = """
 import subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from chord.rollout.reaper import start_reaper
+from chord.distributed.reaper import start_reaper
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 start_reaper([Path(sys.argv[1])])
 print(child.pid, flush=True)
@@ -46,7 +46,7 @@ FILES_TRAINER = """
 import mmap, os, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from chord.rollout.reaper import start_reaper
+from chord.distributed.reaper import start_reaper
 ours, reused = Path(sys.argv[1]) / "ours", Path(sys.argv[1]) / "reused"
 for f in (ours, reused):
     f.write_bytes(bytes(4096))
@@ -81,7 +81,7 @@ def test_reaper_removes_this_runs_files_not_another_runs(tmp_path):
 
 
 def test_deepspeed_buffers_of_this_run_only(tmp_path, monkeypatch):
-    from chord import shm_cleanup
+    from chord.distributed import shm as shm_cleanup
 
     monkeypatch.setattr(shm_cleanup, "SHM", tmp_path)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
@@ -101,7 +101,8 @@ def test_deepspeed_buffers_of_this_run_only(tmp_path, monkeypatch):
 
 def test_clean_shutdown_removes_this_ranks_deepspeed_buffer(tmp_path, monkeypatch):
     """distributed.shutdown() unlinks the buffer DeepSpeed made for this rank (DeepSpeed never does)."""
-    from chord import distributed, shm_cleanup
+    from chord import distributed
+    from chord.distributed import shm as shm_cleanup
 
     monkeypatch.setattr(shm_cleanup, "SHM", tmp_path)
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -117,7 +118,7 @@ def test_trainer_killed_before_the_watcher_is_up_is_still_cleaned_up(tmp_path):
     shm = tmp_path / "weights"
     shm.mkdir()
     code = ("import os, sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
-            "from chord.rollout.reaper import start_reaper; start_reaper([Path(sys.argv[1])]); os.kill(os.getpid(), 9)")
+            "from chord.distributed.reaper import start_reaper; start_reaper([Path(sys.argv[1])]); os.kill(os.getpid(), 9)")
     subprocess.run([sys.executable, "-c", code, str(shm), str(ROOT)], timeout=60)
     deadline = time.time() + 15
     while time.time() < deadline and shm.exists():

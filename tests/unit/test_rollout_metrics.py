@@ -2,7 +2,7 @@
 
 import pytest
 
-from chord.analysis.exploration import distinct_n
+from chord.evaluation.exploration import distinct_n
 from chord.train import reward_metrics
 from chord.types import Rollout
 

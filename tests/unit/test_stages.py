@@ -1,4 +1,4 @@
-"""Staged recipes (chord.stages.expand), `stages.N.key=value` overrides in load_config, bad stage
+"""Staged recipes (chord.config.stages.expand), `stages.N.key=value` overrides in load_config, bad stage
 recipes failing at load time with a one-line ConfigError, stage_done.json, and --print-config."""
 
 import json
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import chord.stages as stages_mod
+import chord.config.stages as stages_mod
 from chord.config import ConfigError
-from chord.recipe import load_config
-from chord.stages import DONE, expand, is_done, mark_done
+from chord.config.recipe import load_config
+from chord.config.stages import DONE, expand, is_done, mark_done
 
 pytestmark = pytest.mark.unit
 

@@ -1,11 +1,11 @@
 """The built-in card-sum base model (`model.path: cards`): a few-million-parameter Qwen2 pretrained offline.
 
-Pretraining, deterministic from a seed, mixes two kinds of text (chord.data.cards):
+Pretraining, deterministic from a seed, mixes two kinds of text (chord.tasks.cards):
 * chat-formatted hands under both rules answered in the **terse** style, with noisy answers (right
   with probability `correct`, else off by 1 or 2): the base answers hands, weakly;
 * plain text, half arithmetic facts (`17 + 4 = 21.`), half what a hand's cards are worth under a rule
   (`If J, Q and K count as 10: 7, K, 4 are worth 7, 10, 4.`): it knows the pieces of the expert's procedure.
-It never sees the step-by-step expert style. Held-out hands (chord.data.cards.split) are never
+It never sees the step-by-step expert style. Held-out hands (chord.tasks.cards.split) are never
 pretrained on, under either rule.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from chord.data import cards
 from chord.models.tiny import new_qwen2, save_model_folder, train_tokenizer
+from chord.tasks import cards
 
 BUILD_VERSION = 3
 

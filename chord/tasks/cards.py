@@ -20,7 +20,7 @@ Three styles of text:
   under a rule (`If J, Q and K count as 11, 12 and 13: 7, K, 4 are worth 7, 13, 4.`). The base knows
   the pieces, but has never answered a hand step by step: the expert style composes them.
 
-The reward is chord.data.tiny_task.tiny_reward (the last `Answer: N` line, parsed by a regex).
+The reward is chord.tasks.tiny.tiny_reward (the last `Answer: N` line, parsed by a regex).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-from chord.data.tiny_task import write_jsonl
+from chord.tasks.tiny import write_jsonl
 
 CARDS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
 ID_RULE, OOD_RULE = "face=10", "face=faces"

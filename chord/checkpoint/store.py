@@ -9,7 +9,7 @@ A checkpoint is written into `.tmp-step_<N>`, fsynced and renamed; a kill during
 the previous checkpoint loadable and the half-written folder is ignored (and reported) on resume.
 A folder whose files do not match their recorded sizes and hashes (or holds files it did not
 record) is damaged: skipped under resume=auto, refused when named. chord reads its own files as
-data (chord/checkpoint_data.py); DeepSpeed unpickles its own, which is why the hashes are checked
+data (chord/checkpoint/files.py); DeepSpeed unpickles its own, which is why the hashes are checked
 before anything is loaded, and before the model and engine are built (preflight).
 vLLM sampling needs no state: every step seeds its requests from (run seed, step, prompt slot).
 """
@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from chord import faults
-from chord.checkpoint_data import hash_files, restore_rng, rng_state, sha256_file
+from chord.checkpoint.files import hash_files, restore_rng, rng_state, sha256_file
 from chord.config import ChordConfig, ConfigError, to_yaml
 from chord.distributed import Dist, barrier, broadcast
 

@@ -49,7 +49,7 @@ def start_reaper(is_main: bool) -> None:
     files = existing()
     if not is_main or not files or _watched:
         return
-    from chord.rollout.reaper import start_reaper as watch
+    from chord.distributed.reaper import start_reaper as watch
 
     try:
         watch([], files, pids)

@@ -6,8 +6,8 @@ a re-run evaluation samples the same tokens); the recipe's reward grades them an
 as solved when the reward's `correct` component is 1 (else when the reward is >= 1), so format and
 over-length penalties never change accuracy. Per benchmark:
     avg@k           mean accuracy over all n x k samples (the paper's metric, docs/algorithm.md#paper-math-setting)
-    pass@k          unbiased estimator (chord.eval_metrics), mean over problems; also pass@1, 2, 4, ... < k
-                    from the same k samples (chord.analysis.exploration.pass_at_k_curve): a policy that
+    pass@k          unbiased estimator (chord.evaluation.metrics), mean over problems; also pass@1, 2, 4, ... < k
+                    from the same k samples (chord.evaluation.exploration.pass_at_k_curve): a policy that
                     explores keeps pass@j rising with j
     distinct_2      distinct bigrams / all bigrams of a problem's k responses (token ids), mean over problems
     length_mean     mean response length in tokens;  truncated_frac: share cut at max_new_tokens
@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chord.analysis.exploration import distinct_n, pass_at_k_curve
-from chord.config import EVAL_STATS, BenchmarkConfig, EvalConfig, pass_ks
+from chord.config import EVAL_STATS, BenchmarkConfig, ChordConfig, EvalConfig, pass_ks
 from chord.data.loading import DataError, build_prompt_examples, load_rows
-from chord.eval_metrics import summarize
-from chord.exchange import gather_floats, gather_objects
-from chord.exchange import shard as split
+from chord.distributed.exchange import gather_floats, gather_objects
+from chord.distributed.exchange import shard as split
+from chord.evaluation.exploration import distinct_n, pass_at_k_curve
+from chord.evaluation.metrics import summarize
 from chord.rewards import RewardFn, is_correct, score_all
+from chord.tasks import builtin_source
 from chord.types import PromptExample, Sampling
 
 PROMPT_COLUMNS = ("problem", "Problem", "question", "Question", "prompt", "query")
@@ -187,3 +189,17 @@ def better(value: float, best: float | None, mode: str) -> bool:
 def new_best(step: int, value: float, best: float | None, mode: str, includes_start: bool) -> bool:
     """Does this evaluation replace best/? Never at step 0 with eval.best_includes_start = false."""
     return (step > 0 or includes_start) and better(value, best, mode)
+
+
+def build_benchmarks(cfg: ChordConfig, tokenizer: Any, quiet: bool = False) -> list:
+    e, p = cfg.eval, cfg.data.prompts
+    out = []
+    for b in e.benchmarks:
+        bench = load_benchmark(b, tokenizer, k=e.k, system_prompt=e.system_prompt or p.system_prompt,
+                               max_prompt_length=e.max_prompt_length or p.max_prompt_length,
+                               max_bad_fraction=e.max_bad_fraction,
+                               resolve=lambda s: builtin_source(cfg, s, "eval"))
+        if not quiet:
+            print(f"chord: {bench.summary}, k={bench.k}", file=sys.stderr)
+        out.append(bench)
+    return out

@@ -23,8 +23,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from chord.analysis.checkpoints import InputError, ModelFolder, check_compatible
-from chord.analysis.spectrum import LAYER_ID, MATRIX_TYPES, compute_dtype, select_matrices, snap_k
+from chord.spectrum.maths import LAYER_ID, MATRIX_TYPES, compute_dtype, select_matrices, snap_k
+from chord.spectrum.model_folder import InputError, ModelFolder, check_compatible
 
 REPORT = "chord_repair.json"
 _EMBEDDING = re.compile(r"(?:^|\.)(?:embed_tokens|lm_head)\.weight$")

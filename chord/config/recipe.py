@@ -16,8 +16,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from chord.config import ChordConfig, ConfigError, check_keys, validate
-from chord.stages import expand
+from chord.config.schema import ChordConfig, ConfigError, check_keys, validate
+from chord.config.stages import expand
 
 
 def yaml_error(source: str, e: yaml.YAMLError, text: str = "") -> str:
@@ -90,7 +90,7 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None) -
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not of the form dotted.key=value")
             m = re.fullmatch(r"stages\.(\d+)\.(.+)", item.split("=", 1)[0])
-            if m:  # stages.<i>.section.key=value reaches one stage (checked by chord.stages)
+            if m:  # stages.<i>.section.key=value reaches one stage (checked by chord.config.stages)
                 stage_overrides.append((int(m.group(1)), item.split(".", 2)[2]))
                 continue
             layers.append((f"override {item}", parse_override(item)))

@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from chord.config import ChordConfig, ConfigError, check_keys, validate
+from chord.config.schema import ChordConfig, ConfigError, check_keys, validate
 
 STAGE_KEYS = ("name", "method", "init")
 FIXED = ("run", "model", "stages")  # shared by every stage: identity, starting model, the plan itself

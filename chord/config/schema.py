@@ -1,4 +1,4 @@
-"""Typed recipe schema and its validation (recipes are read by chord.recipe.load_config: YAML + overrides).
+"""Typed recipe schema and its validation (recipes are read by chord.config.recipe.load_config: YAML + overrides).
 
 Defaults live here and only here. Unknown keys, wrong types and impossible values fail before any
 work with a one-line `ConfigError` naming the dotted key (train.py turns it into exit status 2).
@@ -69,7 +69,7 @@ class DataConfig:
 @dataclass
 class RewardConfig:
     name: str = "tiny"  # a built-in name (see chord.rewards) or "package.module:function"
-    # Options of the built-in `math` reward (chord.rewards_math.MathReward); other rewards warn if set.
+    # Options of the built-in `math` reward (chord.rewards.math_verifier.MathReward); other rewards warn if set.
     format_penalty: float = 0.0  # added when there is no \boxed{} answer or a malformed <think> block (e.g. -0.1)
     overlong_penalty: float = 0.0  # added to responses cut at rollout.max_new_tokens (e.g. -0.1)
     timeout_s: float = 2.0  # wall-clock budget per sample; a timeout scores 0 and is counted
@@ -219,7 +219,7 @@ class ChordConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     # A staged recipe (e.g. SFT then RL): each entry is {name, method: sft|grpo|chord, init: final|best}
-    # plus recipe sections that change for that stage; see chord/stages.py. Empty: one stage.
+    # plus recipe sections that change for that stage; see chord/config/stages.py. Empty: one stage.
     stages: list[Any] = field(default_factory=list)
 
 
@@ -322,6 +322,23 @@ def uses_expert(cfg: ChordConfig) -> bool:
     """The run has an SFT term: expert rows are read (expert rows per step > 0 and mu > 0 at some step)."""
     m = cfg.algorithm.mu
     return cfg.trainer.expert_per_step > 0 and max(m.peak, m.valley) > 0.0
+
+
+def evaluates(cfg: ChordConfig) -> bool:
+    e = cfg.eval
+    return bool(e.benchmarks) and (e.every > 0 or e.at_end or e.at_start)
+
+
+def needs_engine(cfg: ChordConfig) -> bool:
+    """Rank 0 holds a rollout engine for RL rollouts and for evaluation (SFT runs too)."""
+    return uses_rl(cfg) or evaluates(cfg)
+
+
+def rows_per_step(cfg: ChordConfig) -> tuple[int, int]:
+    t = cfg.trainer
+    n_roll = t.prompts_per_step * t.samples_per_prompt if uses_rl(cfg) else 0
+    n_exp = t.expert_per_step if uses_expert(cfg) else 0
+    return n_roll, n_exp
 
 
 def validate_token_budget(cfg: ChordConfig) -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from chord.analysis.checkpoints import InputError, ModelFolder, check_compatible
-from chord.analysis.spectrum import (
+from chord.spectrum.maths import (
     MATRIX_TYPES,
     compare,
     select_matrices,
@@ -20,6 +19,7 @@ from chord.analysis.spectrum import (
     spectrum,
     top_k,
 )
+from chord.spectrum.model_folder import InputError, ModelFolder, check_compatible
 
 
 def _labels(folders: list[ModelFolder]) -> list[str]:

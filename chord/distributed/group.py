@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from chord import shm_cleanup
+from chord.distributed import shm
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def init_distributed() -> Dist:
             dist.init_process_group(backend="nccl", device_id=torch.device("cuda", local))
         else:
             dist.init_process_group(backend="gloo")
-    shm_cleanup.remember(dist.get_world_size())
+    shm.remember(dist.get_world_size())
     return Dist(dist.get_rank(), dist.get_world_size(), local)
 
 
@@ -93,4 +93,4 @@ def shutdown() -> None:
         rank = dist.get_rank()
         dist.barrier()
         dist.destroy_process_group()
-        shm_cleanup.remove(rank)  # DeepSpeed never unlinks its all-reduce buffer
+        shm.remove(rank)  # DeepSpeed never unlinks its all-reduce buffer

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from chord.analysis.spectrum import LAYER_ID
+from chord.spectrum.maths import LAYER_ID
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"

@@ -1,6 +1,6 @@
 """Exploration metrics of sampled responses: the pass@k curve, distinct-n, and GRPO groups with no signal.
 
-    from chord.analysis.exploration import pass_at_k_curve, distinct_n, all_equal_fraction
+    from chord.evaluation.exploration import pass_at_k_curve, distinct_n, all_equal_fraction
     pass_at_k_curve([[True, False, False, False], [False] * 4])  # [0.125, 0.25, 0.375, 0.5]
 
 A policy that explores keeps pass@k rising with k (some sample solves what the mean does not); one that
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from chord.eval_metrics import pass_at_k
+from chord.evaluation.metrics import pass_at_k
 
 
 def pass_at_k_curve(correct: Sequence[Sequence[bool]], max_k: int | None = None) -> list[float]:
-    """Mean over problems of the unbiased pass@k (chord.eval_metrics.pass_at_k), for k = 1 .. max_k.
+    """Mean over problems of the unbiased pass@k (chord.evaluation.metrics.pass_at_k), for k = 1 .. max_k.
 
     max_k defaults to the fewest samples any problem has; a larger one raises ValueError, since the estimator
     1 - C(n-c, k) / C(n, k) needs k <= n (fewer samples cannot say what k of them would do).

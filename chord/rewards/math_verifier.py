@@ -8,7 +8,7 @@ signal.alarm (main thread only), so they are disabled and the deadline here is t
 Only math-verify's LaTeX extraction is used: its plain-expression extraction goes through
 sympy.parse_expr, which eval()s text, and model output must never be eval'd.
 
-Use as a recipe reward with `chord.rewards_math:math_reward`, or build a `MathReward(...)`.
+Use as a recipe reward with `chord.rewards.math_verifier:math_reward`, or build a `MathReward(...)`.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def _worker_entry() -> None:
 
 # A fresh interpreter that imports only this module. Not multiprocessing's "spawn": it re-runs the
 # parent's __main__ (chord.train, i.e. torch) in every worker and needs an `if __name__` guard.
-_BOOT = "import sys, json; sys.path[:] = json.loads(sys.argv.pop(1)); import chord.rewards_math as m; m._worker_entry()"
+_BOOT = "import sys, json; sys.path[:] = json.loads(sys.argv.pop(1)); import chord.rewards.math_verifier as m; m._worker_entry()"
 
 
 # ---------------------------------------------------------------- the pool (parent side)
@@ -389,7 +389,7 @@ class MathReward:
         fallback: Literal["none", "last_number"] = "none",
         workers: int | None = None,
         worker_memory_mb: int | None = 4096,
-        _verifier: str = "chord.rewards_math:parse_and_verify",  # test hook: "module:function"
+        _verifier: str = "chord.rewards.math_verifier:parse_and_verify",  # test hook: "module:function"
     ):
         if fallback not in ("none", "last_number"):
             raise ValueError(f"fallback must be 'none' or 'last_number', got {fallback!r}")
@@ -477,4 +477,4 @@ class MathReward:
         self._pool_lock = threading.Lock()
 
 
-math_reward = MathReward()  # `chord.rewards_math:math_reward` for a recipe; no process until first use
+math_reward = MathReward()  # `chord.rewards.math_verifier:math_reward` for a recipe; no process until first use

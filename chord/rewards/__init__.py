@@ -21,19 +21,19 @@ RewardFn = Callable[[str, str], tuple[float, dict[str, float]]]
 
 
 def _tiny(response: str, answer: str) -> tuple[float, dict[str, float]]:
-    from chord.data.tiny_task import tiny_reward
+    from chord.tasks.tiny import tiny_reward
 
     return tiny_reward(response, answer)
 
 
 def _points24(response: str, answer: str) -> tuple[float, dict[str, float]]:
-    from chord.rewards_points24 import points24_reward  # 24-point game: safe parser, exact Fractions
+    from chord.tasks.points24_verifier import points24_reward  # 24-point game: safe parser, exact Fractions
 
     return points24_reward(response, answer)
 
 
 def _math() -> RewardFn:
-    from chord.rewards_math import math_reward  # sympy-backed, process-isolated, time-limited
+    from chord.rewards.math_verifier import math_reward  # sympy-backed, process-isolated, time-limited
 
     return math_reward
 
@@ -75,7 +75,7 @@ def resolve_reward(name: str) -> RewardFn:
 def build_reward(cfg: RewardConfig) -> RewardFn:
     """The recipe's reward: `math` takes the reward.* options; other rewards warn if they are set."""
     if cfg.name == "math":
-        from chord.rewards_math import MathReward
+        from chord.rewards.math_verifier import MathReward
 
         return MathReward(format_penalty=cfg.format_penalty, overlong_penalty=cfg.overlong_penalty,
                           timeout_s=cfg.timeout_s, fallback=cfg.fallback, workers=cfg.workers or None)

@@ -15,7 +15,7 @@ Expert demonstration (the answer format the `points24` reward grades):
 Steps follow the answer's own evaluation order; a non-integer operand is shown in parentheses,
 e.g. `Step 3: 8 / (1/3) = 24` for `Answer: 8/(3-8/3)`.
 
-Files: `python -m chord.data.points24 --out DIR --n-train N --n-eval M --seed S` writes
+Files: `python -m chord.tasks.points24 --out DIR --n-train N --n-eval M --seed S` writes
 train.jsonl (prompt, answer, messages: usable as RL prompts and as expert rows), eval_id.jsonl and
 eval_ood.jsonl (prompt, answer) and manifest.json. ID eval hands are distinct card-value multisets
 that never occur in train, so ID accuracy is not memorization of the very same numbers.
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
-from chord.rewards_points24 import Node, ground_truth, parse
+from chord.tasks.points24_verifier import Node, ground_truth, parse
 
 CARDS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
 ID_RULE, OOD_RULE = "face=10", "face=faces"
@@ -303,7 +303,7 @@ def cached_points24(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m chord.data.points24", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m chord.tasks.points24", description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--n-eval", type=int, default=234, help="hands per eval split (official: 234 episodes)")

@@ -1,6 +1,6 @@
 """Build the CHORD paper's expert (SFT) and RL prompt splits from OpenR1-Math-220k.
 
-    python -m chord.data.prepare_openr1 --out data/openr1 \\
+    python -m chord.tasks.openr1 --out data/openr1 \\
         [--source open-r1/OpenR1-Math-220k | LOCAL_FILE_OR_FOLDER] [--split train] [--seed 42] \\
         [--sft-problems 5000] [--rl-problems 20000] [--max-tokens 8192] \\
         [--tokenizer Qwen/Qwen2.5-1.5B-Instruct] [--system-prompt TEXT]
@@ -310,7 +310,7 @@ def _positive(s: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m chord.data.prepare_openr1",
+    ap = argparse.ArgumentParser(prog="python -m chord.tasks.openr1",
                                  description="OpenR1-Math-220k -> CHORD sft.jsonl / rl.jsonl / manifest.json")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--source", default=DEFAULT_SOURCE, help="hub id, or a local .jsonl/.json/.parquet file or folder")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from chord.analysis.spectrum import EMBEDDING_TYPES, MATRIX_TYPES
+from chord.spectrum.maths import EMBEDDING_TYPES, MATRIX_TYPES
 
 READING = (
     "Angles in degrees, mean over the k principal angles, then over layers; `random` is the same "
