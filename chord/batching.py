@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from chord.algo.chord_loss import EXPERT, ROLLOUT
 from chord.bin_packing import balance, bins_by_rows, bins_by_tokens
-from chord.types import ExpertExample, Rollout, TokenBatch
+from chord.types import EXPERT, IGNORED, ROLLOUT, ExpertExample, Rollout, TokenBatch
 
 
 @dataclass
@@ -26,13 +25,13 @@ class Row:
 def rollout_row(r: Rollout, advantage: float) -> Row:
     ids = r.prompt_ids + r.response_ids
     n_prompt, n_resp = len(r.prompt_ids), len(r.response_ids)
-    kind = [0] * (n_prompt - 1) + [ROLLOUT] * n_resp
+    kind = [IGNORED] * (n_prompt - 1) + [ROLLOUT] * n_resp
     old = [0.0] * (n_prompt - 1) + list(r.sampling_logprobs)
     return Row(ids, kind, old, advantage)
 
 
 def expert_row(e: ExpertExample) -> Row:
-    kind = [EXPERT if m else 0 for m in e.loss_mask[1:]]
+    kind = [EXPERT if m else IGNORED for m in e.loss_mask[1:]]
     return Row(list(e.input_ids), kind, [0.0] * len(kind), 0.0)
 
 
@@ -67,7 +66,7 @@ def collate(rows: list[Row], pad_id: int, packed: bool) -> TokenBatch:
     b, length = (1, sum(lens)) if packed else (len(rows), max(lens))
     input_ids = torch.full((b, length), pad_id, dtype=torch.long)
     targets = torch.full((b, length), pad_id, dtype=torch.long)
-    kind = torch.zeros((b, length), dtype=torch.long)
+    kind = torch.full((b, length), IGNORED, dtype=torch.long)
     old = torch.zeros((b, length), dtype=torch.float32)
     adv = torch.zeros((b, length), dtype=torch.float32)
     start = 0
@@ -80,9 +79,9 @@ def collate(rows: list[Row], pad_id: int, packed: bool) -> TokenBatch:
         old[at, s : s + n - 1] = torch.tensor(r.old_logp, dtype=torch.float32)
         adv[at, s : s + n - 1] = r.advantage
         start += n
-    scored = kind != 0
+    scored = kind != IGNORED
     if not scored.any():
-        scored[0, 0] = True  # kind 0 there: the loss and its gradient are exactly zero
+        scored[0, 0] = True  # kind IGNORED there: the loss and its gradient are exactly zero
     if packed:
         cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
         pos = torch.cat([torch.arange(n) for n in lens]).unsqueeze(0)

@@ -50,6 +50,24 @@ class Rollout:
     reward_info: dict[str, float] = field(default_factory=dict)
 
 
+IGNORED, ROLLOUT, EXPERT = 0, 1, 2  # values of the per-token `kind` tensor (the only definition)
+
+
+@dataclass(frozen=True)
+class ScoredTokens:
+    """The tokens whose log-probs enter the loss, flat [T] and aligned with their hidden states."""
+
+    targets: torch.Tensor  # [T] long: the sampled token (rollout) or the expert token
+    kind: torch.Tensor  # [T] long: IGNORED / ROLLOUT / EXPERT
+    old_logp: torch.Tensor  # [T] float32: the rollout engine's sampling log-probs (0 elsewhere)
+    advantages: torch.Tensor  # [T] float32: the row's group advantage (0 elsewhere)
+    ref_logp: torch.Tensor | None = None  # [T] float32: frozen reference log-probs (KL term only)
+
+    def __getitem__(self, sl: slice) -> ScoredTokens:
+        return ScoredTokens(self.targets[sl], self.kind[sl], self.old_logp[sl], self.advantages[sl],
+                            None if self.ref_logp is None else self.ref_logp[sl])
+
+
 @dataclass
 class TokenBatch:
     """One learner micro-batch (rollout and expert rows together), right-padded or packed.
@@ -59,7 +77,7 @@ class TokenBatch:
     (flash-attention's varlen layout); attention never crosses a boundary (chord.learner.varlen_attention).
     Per-token tensors are aligned to *positions*: position t predicts targets[t] = the next token of
     the same row; a row's last position predicts nothing (kind 0).
-    kind: 0 = ignored (prompt/pad/row end), 1 = rollout response token, 2 = expert response token.
+    kind: IGNORED (prompt/pad/row end), ROLLOUT (rollout response token), EXPERT (expert response token).
     scored: positions that go through the vocabulary: kind != 0, and position 0 of a micro-batch with
     no scored token (a rank's padding micro-batch) so every forward uses every parameter.
     """

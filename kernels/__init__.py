@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from chord.algo.chord_loss import EXPERT, IGNORED, ROLLOUT, LossSettings, ScoredTokens
+from chord.algo.chord_loss import LossSettings
 from chord.algo.chord_loss import chord_loss as objective
+from chord.types import EXPERT, IGNORED, ROLLOUT, ScoredTokens
 from chord_kernels.chunked import TORCH_ROWS, ChordLossFunction, RowOps, raw_logits
 from chord_kernels.full import token_logp_entropy
 

@@ -23,9 +23,10 @@ from typing import NamedTuple
 
 import torch
 
-from chord.algo.chord_loss import LossSettings, ScoredTokens
+from chord.algo.chord_loss import LossSettings
 from chord.algo.chord_loss import chord_loss as objective
 from chord.step_metrics import merge
+from chord.types import ScoredTokens
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 

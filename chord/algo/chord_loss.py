@@ -17,23 +17,7 @@ import torch
 
 from chord.algo.policy_loss import k3_kl, ppo_clip_token_loss
 from chord.algo.sft_loss import sft_token_loss
-
-IGNORED, ROLLOUT, EXPERT = 0, 1, 2  # values of the per-token `kind` tensor (the only definition)
-
-
-@dataclass(frozen=True)
-class ScoredTokens:
-    """The tokens whose log-probs enter the loss, flat [T] and aligned with their hidden states."""
-
-    targets: torch.Tensor  # [T] long: the sampled token (rollout) or the expert token
-    kind: torch.Tensor  # [T] long: IGNORED / ROLLOUT / EXPERT
-    old_logp: torch.Tensor  # [T] float32: the rollout engine's sampling log-probs (0 elsewhere)
-    advantages: torch.Tensor  # [T] float32: the row's group advantage (0 elsewhere)
-    ref_logp: torch.Tensor | None = None  # [T] float32: frozen reference log-probs (KL term only)
-
-    def __getitem__(self, sl: slice) -> ScoredTokens:
-        return ScoredTokens(self.targets[sl], self.kind[sl], self.old_logp[sl], self.advantages[sl],
-                            None if self.ref_logp is None else self.ref_logp[sl])
+from chord.types import EXPERT, ROLLOUT
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ scale_wrt_gas=False) and average over data-parallel ranks (we multiply the loss 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -19,13 +20,13 @@ import torch
 import torch.distributed as dist
 
 import chord_kernels
-from chord.algo.chord_loss import LossSettings, ScoredTokens
+from chord.algo.chord_loss import LossSettings
 from chord.config import ChordConfig, ConfigError
 from chord.learner.guarded_adamw import GuardedAdamW, NonFiniteError
 from chord.learner.policy_step import PolicyStep
 from chord.learner.weight_buckets import plan_buckets
 from chord.step_metrics import merge
-from chord.types import TokenBatch
+from chord.types import ScoredTokens, TokenBatch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -106,35 +107,23 @@ class DeepSpeedLearner:
             sft_weight=a.sft_weight, eps_low=a.clip_eps_low, eps_high=a.clip_eps_high,
             dual_clip=a.dual_clip, kl_coef=a.kl_coef, entropy_coef=a.entropy_coef,
         )
-        self.temperature = cfg.rollout.temperature
-        self._loss_fn = self._build_loss_fn()
+        # how chord_kernels sweeps the vocabulary, and the sampling temperature the log-probs are taken at
+        self.loss_impl = {"temperature": cfg.rollout.temperature, "impl": cfg.loss.impl,
+                          "chunk_size": cfg.loss.chunk_size}
 
     # -- loss ----------------------------------------------------------------------------------------
-    def _build_loss_fn(self):
-        """(hidden, weight, bias, scored tokens, mu, n_rollout, n_expert) -> (loss, metrics), chosen once
-        (docs/architecture.md#build-functions).
-
-        Every loss.impl runs the one objective, chord.algo.chord_loss; they differ only in how the
-        vocabulary is swept (chord_kernels: full logits, chunked, triton; docs/kernels.md).
-        """
-        impl, s, temp, chunk = self.cfg.loss.impl, self.settings, self.temperature, self.cfg.loss.chunk_size
-
-        def loss_fn(hidden, weight, bias, tok, mu, n_rollout, n_expert):
-            scored = ScoredTokens(tok["targets"], tok["kind"], tok["old"], tok["adv"], tok["ref"])
-            out = chord_kernels.chord_loss(hidden, weight, scored, s, mu=mu, n_rollout=n_rollout, n_expert=n_expert,
-                                           bias=bias, temperature=temp, impl=impl, chunk_size=chunk)
-            return out.loss, out.metrics
-
-        return loss_fn
-
     def micro_step(self, batch: TokenBatch, mu: float, n_rollout: int, n_expert: int,
                    last: bool) -> dict[str, torch.Tensor]:
         """Forward, CHORD loss and backward of one micro-batch; returns metric contributions."""
         batch = batch.to(self.device)
         ref = self._ref_logp(batch) if self.settings.kl_coef else None
 
-        def fn(h, w, b, tok):
-            return self._loss_fn(h, w, b, {**tok, "ref": ref}, mu, n_rollout, n_expert)
+        def fn(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, tok: ScoredTokens):
+            # every loss.impl runs the one objective, chord.algo.chord_loss; they differ only in how the
+            # vocabulary is swept (full logits, chunked, triton: docs/kernels.md)
+            out = chord_kernels.chord_loss(h, w, dataclasses.replace(tok, ref_logp=ref), self.settings, mu=mu,
+                                           n_rollout=n_rollout, n_expert=n_expert, bias=b, **self.loss_impl)
+            return out.loss, out.metrics
 
         self.engine.set_gradient_accumulation_boundary(last)  # reduce (ZeRO-1/2/3) after the last one only
         loss, metrics = self.engine(batch, fn)  # the engine's forward: ZeRO-3 accumulates, never overwrites
@@ -150,9 +139,8 @@ class DeepSpeedLearner:
     def _ref_logp(self, batch: TokenBatch) -> torch.Tensor:
         """Log-probs of the scored tokens under the frozen reference (same layout as the policy's)."""
         assert self.ref_engine is not None
-        impl, chunk = self.cfg.loss.impl, self.cfg.loss.chunk_size
         return self.ref_engine.module(batch, lambda h, w, b, tok: chord_kernels.token_logprobs(
-            h, w, tok["targets"], b, temperature=self.temperature, impl=impl, chunk_size=chunk)[0])
+            h, w, tok.targets, b, **self.loss_impl)[0])
 
     def train_step(self, micro: list[TokenBatch], mu: float, n_rollout: int, n_expert: int) -> dict[str, torch.Tensor]:
         """All micro-batches of this rank (the same count on every rank), then one optimizer step."""

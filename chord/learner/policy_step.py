@@ -18,10 +18,10 @@ from torch import nn
 
 from chord.learner.head import ChordHead
 from chord.learner.varlen_attention import packed_kwargs
-from chord.types import TokenBatch
+from chord.types import ScoredTokens, TokenBatch
 
-# (hidden [T, H], weight, bias, scored-token slices of the batch) -> (loss, metrics) or log-probs
-HeadFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]], Any]
+# (hidden [T, H], weight, bias, the batch's scored tokens) -> (loss, metrics) or log-probs
+HeadFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, ScoredTokens], Any]
 
 
 class PolicyStep(nn.Module):
@@ -42,7 +42,6 @@ class PolicyStep(nn.Module):
                          position_ids=batch.position_ids, use_cache=False, **packed_kwargs(batch.cu_seqlens))
         sel = batch.scored  # [B, L]
         hidden = out.last_hidden_state[sel]  # [T, H]: position t predicts targets[t]
-        tok = {"targets": batch.targets[sel], "kind": batch.kind[sel], "old": batch.old_logp[sel],
-               "adv": batch.advantages[sel]}
+        tok = ScoredTokens(batch.targets[sel], batch.kind[sel], batch.old_logp[sel], batch.advantages[sel])
         # through the head module's own forward: under ZeRO-3 that gathers its weight and reduces its grad
         return self.lm_head(hidden, fn=lambda h, w, b: fn(h, w, b, tok))

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from chord.algo.chord_loss import EXPERT, ROLLOUT
 from chord.algo.policy_loss import RATIO_LOG_CLAMP
+from chord.types import EXPERT, ROLLOUT
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from chord.algo.advantage import group_advantages
-from chord.algo.chord_loss import EXPERT, IGNORED, ROLLOUT, LossSettings, chord_loss
+from chord.algo.chord_loss import LossSettings, chord_loss
 from chord.algo.mu_schedule import mu_at
 from chord.algo.policy_loss import k3_kl, ppo_clip_token_loss
 from chord.algo.sft_loss import sft_token_weights
+from chord.types import EXPERT, IGNORED, ROLLOUT
 
 pytestmark = pytest.mark.unit
 

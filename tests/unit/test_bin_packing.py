@@ -5,9 +5,9 @@ import random
 import pytest
 import torch
 
-from chord.algo.chord_loss import EXPERT, ROLLOUT
 from chord.batching import Row, collate, plan_micro_batches
 from chord.bin_packing import balance, bin_cost, bins_by_rows, bins_by_tokens
+from chord.types import EXPERT, ROLLOUT
 
 pytestmark = pytest.mark.unit
 

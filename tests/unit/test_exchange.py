@@ -12,7 +12,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from chord.distributed.group import _free_port
 from chord.distributed.exchange import (
     _pack,
     _unpack,
@@ -21,6 +20,7 @@ from chord.distributed.exchange import (
     gather_floats,
     shard,
 )
+from chord.distributed.group import _free_port
 from chord.types import Rollout
 
 pytestmark = pytest.mark.unit
