@@ -16,6 +16,7 @@ from pathlib import Path
 
 SHM = Path("/dev/shm")
 _names: dict[int, str] = {}  # rank -> buffer name, from the rendezvous at process-group start
+_watched: list[bool] = []  # non-empty once rank 0 has started the watcher: at most one per process
 
 
 def remember(world: int) -> None:
@@ -37,7 +38,7 @@ def remove(rank: int) -> None:
             os.remove(path)
 
 
-def start_reaper(is_main: bool) -> None:
+def watch_buffers(is_main: bool) -> None:
     """Collective, once DeepSpeed is initialised (every local rank's buffer exists by then): rank 0
     starts a watcher that removes them all if it dies without cleaning up (SIGKILL, OOM killer)."""
     import torch.distributed as dist
@@ -49,13 +50,10 @@ def start_reaper(is_main: bool) -> None:
     files = existing()
     if not is_main or not files or _watched:
         return
-    from chord.distributed.reaper import start_reaper as watch
+    from chord.distributed.reaper import start_reaper
 
     try:
-        watch([], files, pids)
+        start_reaper([], files, pids)
         _watched.append(True)
     except ImportError:  # psutil missing: a clean exit still removes the buffers
         pass
-
-
-_watched: list[bool] = []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from chord.tasks.tiny import _sum_pair, direct_answer, prompt_text, tiny_task_corpus
+from chord.tasks.tiny import direct_answer, prompt_text, sum_pair, tiny_task_corpus
 
 BUILD_VERSION = 2
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -61,7 +61,7 @@ def _warmup(model, tokenizer, seed: int, steps: int, batch: int, lr: float) -> N
     for _ in range(steps):
         texts = []
         for _ in range(batch):
-            a, b = _sum_pair(rng)
+            a, b = sum_pair(rng)
             msgs = [{"role": "user", "content": prompt_text(a, b)}, {"role": "assistant", "content": direct_answer(a, b)}]
             texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
         enc = tokenizer(texts, return_tensors="pt", padding=True)

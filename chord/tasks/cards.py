@@ -1,5 +1,11 @@
 """The card-sum task: the CPU-scale learning benchmark (benchmarks/method_comparison.py).
 
+Holds the generator (`generate_cards_task`: RL prompts, expert demonstrations, ID and OOD eval
+hands), the expert demonstrations (`expert_solution`), the pretraining text of the base model
+(`corpus`, `noisy_answer`, `value_fact`, `worked_sum`, used by chord.models.cards), and the cards and
+rules (`CARDS`, `ID_RULE`, `OOD_RULE`, `card_value`) that chord.tasks.points24 shares. It has no
+reward of its own (see the end).
+
 A hand of three playing cards; the answer is the sum of their values. The rule is stated in the
 prompt, in the spirit of GeneralPoints (arXiv 2501.17161):
 
@@ -20,7 +26,8 @@ Three styles of text:
   under a rule (`If J, Q and K count as 11, 12 and 13: 7, K, 4 are worth 7, 13, 4.`). The base knows
   the pieces, but has never answered a hand step by step: the expert style composes them.
 
-The reward is chord.tasks.tiny.tiny_reward (the last `Answer: N` line, parsed by a regex).
+The reward is chord.tasks.tiny.tiny_reward (the last `Answer: N` line, parsed by a regex): the
+built-in reward `cards` (chord.rewards) is that function.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Build the CHORD paper's expert (SFT) and RL prompt splits from OpenR1-Math-220k.
 
+Holds the generator of the paper's math task (`prepare` and the CLI `main`); its expert
+demonstrations are DeepSeek-R1 generations taken from the source, not written here. No reward of
+its own: recipes/math*.yaml grade it with the built-in reward `math` (chord.rewards.math_verifier).
+
     python -m chord.tasks.openr1 --out data/openr1 \\
         [--source open-r1/OpenR1-Math-220k | LOCAL_FILE_OR_FOLDER] [--split train] [--seed 42] \\
         [--sft-problems 5000] [--rl-problems 20000] [--max-tokens 8192] \\

@@ -1,5 +1,9 @@
 """The 24-point task (GeneralPoints; arXiv 2501.17161, 2508.16546): solvable hands, solver, expert demos.
 
+Holds the generator (`build_points24`, `write_points24`, `cached_points24` and the CLI `main`), the
+solver (`solve`) and the expert demonstrations (`expert_solution`). The reward, `points24`, is in
+chord.tasks.points24_verifier; the cards, the rules and `card_value` are chord.tasks.cards'.
+
 Hands follow the official env (LeslieTrue/SFTvsRL). Rule `face=10` (in-distribution):
 four ranks i.i.d. uniform on A..K, J/Q/K count as 10. Rule `face=faces` (OOD): three uniform ranks plus
 one of J/Q/K, shuffled, J=11, Q=12, K=13. Hands are redrawn until solvable. A is 1 under both rules.
@@ -19,8 +23,8 @@ Files: `python -m chord.tasks.points24 --out DIR --n-train N --n-eval M --seed S
 train.jsonl (prompt, answer, messages: usable as RL prompts and as expert rows), eval_id.jsonl and
 eval_ood.jsonl (prompt, answer) and manifest.json. ID eval hands are distinct card-value multisets
 that never occur in train, so ID accuracy is not memorization of the very same numbers.
-Recipes name them `builtin:points24` (train; eval_id) and `builtin:points24_ood` (eval_ood): chord.build
-writes them once into model.cache_dir/points24/ with `cached_points24`.
+Recipes name them `builtin:points24` (train; eval_id) and `builtin:points24_ood` (eval_ood):
+chord.tasks.builtin_source writes them once into model.cache_dir/points24/ with `cached_points24`.
 """
 
 from __future__ import annotations
@@ -35,23 +39,15 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
+from chord.tasks.cards import CARDS, ID_RULE, OOD_RULE, card_value
 from chord.tasks.points24_verifier import Node, ground_truth, parse
 
-CARDS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
-ID_RULE, OOD_RULE = "face=10", "face=faces"
 RULE_TEXT = {
     ID_RULE: "'J', 'Q', and 'K' count as '10'.",  # the official prompt's rule sentences
     OOD_RULE: "'J', 'Q', and 'K' count as '11', '12', and '13' respectively.",
 }
 TARGET = 24
 TASK_VERSION = 1  # bump when the hands or demos written for the same arguments change (cache key)
-
-
-def card_value(card: str, rule: str) -> int:
-    if rule not in RULE_TEXT:
-        raise ValueError(f"unknown rule {rule!r}: use {ID_RULE!r} or {OOD_RULE!r}")
-    rank = CARDS.index(card) + 1
-    return min(rank, 10) if rule == ID_RULE else rank
 
 
 # ------------------------------------------------------------------------------------------ solver

@@ -1,5 +1,8 @@
 """24-point (GeneralPoints) verifier: a safe parser and exact arithmetic, never eval.
 
+Holds the reward of chord.tasks.points24 (`points24_reward`) and the ground truth it reads
+(`ground_truth`); the generator and the expert demonstrations are in chord.tasks.points24.
+
 The response's last `Answer: <expression>` line is graded (anything after a `=` on that line, e.g.
 `= 24`, is ignored, as the official harness keeps what precedes `=`). The expression is digits,
 `+ - * /`, parentheses and spaces only; there is no unary minus (the cards are positive and the
@@ -9,8 +12,8 @@ small tree and evaluated in `Fraction`s: float evaluation scores the correct `8/
 
 Correct = well-formed, the numbers used are exactly the card values (as a multiset) and the value
 equals the target. The ground truth is JSON written by `ground_truth()`: cards, rule, values, target.
-Reward `points24` in chord.rewards: score 1/0, info `format` (an answer line that parses),
-`cards` (exactly the card values used) and `correct`.
+`points24_reward` (reward `points24` in chord.rewards): score 1/0, info `format` (an answer line
+that parses), `cards` (exactly the card values used) and `correct`.
 """
 
 from __future__ import annotations

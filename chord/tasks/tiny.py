@@ -1,5 +1,10 @@
 """A tiny verifiable task for CPU runs: adding two numbers below 20, with an exact answer check.
 
+Holds the generator (`generate_tiny_task`: RL prompts, expert demonstrations, eval problems), the
+expert demonstrations (`expert_solution`; `boxed_solution` for the math-style twin) and the reward
+(`tiny_reward`, the built-in rewards `tiny` and `cards`), plus the JSONL writer `write_jsonl`, which
+chord.tasks.cards uses too.
+
 RL prompts carry the ground truth; expert demonstrations solve the sum column by column in a
 step-by-step style and end with a fixed final line `Answer: N`. The reward parses the *last*
 `Answer:` line (regex on a bounded tail of the text, never eval) and compares integers.
@@ -26,13 +31,13 @@ def all_pairs() -> list[tuple[int, int]]:
     return [(a, b) for a in range(MAX_OPERAND + 1) for b in range(MAX_OPERAND + 1)]
 
 
-def _sum_pair(rng: random.Random) -> tuple[int, int]:
+def sum_pair(rng: random.Random) -> tuple[int, int]:
+    """A random problem: two operands in 0..MAX_OPERAND."""
     return rng.randint(0, MAX_OPERAND), rng.randint(0, MAX_OPERAND)
 
 
 def prompt_text(a: int, b: int) -> str:
     return f"What is {a} + {b}?"
-
 
 
 def expert_solution(a: int, b: int) -> str:
@@ -78,7 +83,7 @@ def tiny_task_corpus(seed: int, n: int) -> list[str]:
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        a, b = _sum_pair(rng)
+        a, b = sum_pair(rng)
         out.append(f"{prompt_text(a, b)}\n{expert_solution(a, b)}\n{direct_answer(a, b)}")
     return out
 
