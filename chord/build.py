@@ -24,6 +24,7 @@ from chord.rewards import RewardFn, build_reward
 from chord.rollout import RolloutEngine
 from chord.rollout.placement import placement, sleeps
 from chord.tasks import builtin_source
+from chord.types import LoopState
 
 
 @dataclass
@@ -41,10 +42,7 @@ class Run:
     learner: Learner
     benchmarks: list = field(default_factory=list)  # chord.evaluation.Benchmark, ranks with an engine
     logger: RunLogger | None = None  # opened by train.train (it knows the resumed step)
-    start_step: int = 0
-    nonfinite_streak: int = 0  # consecutive skipped (NaN/Inf) steps; checkpointed
-    best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best; checkpointed
-    engine_step: int = 0  # the step whose weights the rollout engine holds (same on every rank)
+    state: LoopState = field(default_factory=LoopState)  # the loop's own, restored by checkpoint.load
 
     @property
     def packed(self) -> bool:

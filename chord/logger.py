@@ -1,4 +1,5 @@
-"""Step metrics to metrics.jsonl and TensorBoard (rank 0 only)."""
+"""What a run writes and says: step metrics to metrics.jsonl and TensorBoard (rank 0 only), `chord:`
+lines on stderr, and files written atomically."""
 
 from __future__ import annotations
 
@@ -8,6 +9,23 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def say(msg: str, *, main_only: bool = True) -> None:
+    """One `chord: ...` line on stderr; by default from rank 0 only (RANK is set by every launcher, and
+    by chord.distributed for a plain `python` launch)."""
+    if main_only and os.environ.get("RANK", "0") != "0":
+        return
+    print(f"chord: {msg}", file=sys.stderr, flush=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a whole file or nothing: a reader (or a resume after a kill) never sees half of it. The
+    temporary name carries the pid, so two writers never share one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class RunLogger:
@@ -56,8 +74,7 @@ def set_aside_old_logs(out_dir: Path) -> None:
         if old.is_file() and old.stat().st_size:
             kept = out_dir / f"{name}.prev-{stamp}"
             os.replace(old, kept)
-            print(f"chord: starting at step 0; the earlier {name} of {out_dir} is kept as {kept.name}",
-                  file=sys.stderr, flush=True)
+            say(f"starting at step 0; the earlier {name} of {out_dir} is kept as {kept.name}", main_only=False)
 
 
 @contextmanager
@@ -78,6 +95,4 @@ def write_rollouts(out_dir: Path, step: int, rollouts: list) -> None:
     lines = [json.dumps({"group": r.group, "response_ids": r.response_ids, "response": r.response_text,
                          "reward": r.reward, "truncated": r.truncated, "policy_version": r.policy_version},
                         ensure_ascii=False) for r in rollouts]
-    tmp = folder / f".step_{step}.jsonl.tmp"
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, folder / f"step_{step}.jsonl")
+    atomic_write_text(folder / f"step_{step}.jsonl", "".join(line + "\n" for line in lines))

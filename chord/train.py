@@ -4,15 +4,22 @@
     deepspeed --num_gpus 2 chord/train.py recipes/tiny.yaml                 # 2 ranks
     torchrun --nproc_per_node 2 chord/train.py recipes/tiny.yaml
     python chord/train.py recipes/tiny.yaml --print-config
+
+One step: generate B x K rollouts with the engine(s) -> score -> group advantages -> an expert batch ->
+micro-batches by tokens (loss with the step's global token counts as denominators, backward) ->
+optimizer step -> push the new weights into vLLM -> log -> checkpoint. Where chord departs from the
+paper and from the authors' implementation (old log-probs from the engine, mu 1-indexed, ...):
+docs/algorithm.md#departures.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sys
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # launched as a script path: make `import chord` find this checkout
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
@@ -20,22 +27,35 @@ if __package__ in (None, ""):  # launched as a script path: make `import chord` 
 import torch
 from tqdm import tqdm
 
-from chord import faults
+# None of these imports vLLM, DeepSpeed, Triton or transformers (tests/unit/test_imports.py): they load when
+# build_run builds the engine and the learner, after main() has chosen TRITON_INTERPRET.
+from chord import checkpoint, faults
 from chord.algo.advantage import group_advantages
 from chord.algo.mu_schedule import mu_at
 from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
-from chord.config import ChordConfig, ConfigError, to_yaml
-from chord.config.recipe import load_config
-from chord.distributed import broadcast, init_distributed, shutdown
+from chord.build import Run, build_run
+from chord.config import (
+    ChordConfig,
+    ConfigError,
+    evaluates,
+    load_config,
+    needs_engine,
+    rows_per_step,
+    stages,
+    to_yaml,
+    uses_rl,
+)
+from chord.data.loading import DataError
+from chord.distributed import Dist, broadcast, init_distributed, shm, shutdown
 from chord.distributed.exchange import all_gather_rollouts, gather_floats, shard
+from chord.evaluation import evaluate, new_best, sampling_for, write_results
 from chord.evaluation.exploration import all_equal_fraction, mean_distinct_n
 from chord.learner.guarded_adamw import NonFiniteError
-from chord.logger import RunLogger, set_aside_old_logs, timed, write_rollouts
-from chord.rewards import is_correct, score_all
+from chord.logger import RunLogger, say, set_aside_old_logs, timed, write_rollouts
+from chord.models.load import ModelError
+from chord.rewards import RewardError, is_correct, score_all
+from chord.rollout.placement import engine_group, placement, sleeps
 from chord.step_metrics import all_reduce, drop_absent, to_floats
-
-if TYPE_CHECKING:  # chord.build pulls in transformers/datasets, which import triton: see main()
-    from chord.build import Run
 
 
 class StaleWeightsError(RuntimeError):
@@ -45,8 +65,6 @@ class StaleWeightsError(RuntimeError):
 def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list, dict[str, float]]:
     """Each engine generates and scores its share of the step's B prompt groups (all of them with one
     engine on rank 0); every rank then holds all scored rollouts, exchanged as tensors."""
-    from chord.rollout.placement import engine_group, sleeps
-
     t = run.cfg.trainer
     if run.prompts is None:
         return [], {}
@@ -111,38 +129,34 @@ def check_gap(cfg: ChordConfig, m: dict[str, float], step: int) -> None:
             f"{cfg.trainer.max_logprob_gap:g}: the rollout engine is not sampling from the learner's weights")
 
 
-def check_nonfinite(cfg: ChordConfig, run: Run, step: int) -> None:
+def check_nonfinite(run: Run, step: int) -> None:
     """A NaN/Inf loss or gradient skipped the optimizer step; too many in a row end the run."""
-    if run.nonfinite_streak and run.dist.is_main:
-        print(f"chord: step {step}: non-finite loss or gradient norm, optimizer step skipped "
-              f"({run.nonfinite_streak} in a row)", file=sys.stderr)
-    if run.nonfinite_streak >= cfg.trainer.max_nonfinite_steps:
-        raise NonFiniteError(f"{run.nonfinite_streak} non-finite steps in a row (trainer.max_nonfinite_steps="
-                             f"{cfg.trainer.max_nonfinite_steps}); the last checkpoint in "
-                             f"{run.out_dir / 'checkpoints'} holds the last good weights")
+    streak, limit = run.state.nonfinite_streak, run.cfg.trainer.max_nonfinite_steps
+    if streak:
+        say(f"step {step}: non-finite loss or gradient norm, optimizer step skipped ({streak} in a row)")
+    if streak >= limit:
+        raise NonFiniteError(f"{streak} non-finite steps in a row (trainer.max_nonfinite_steps={limit}); the last "
+                             f"checkpoint in {run.out_dir / 'checkpoints'} holds the last good weights")
 
 
-def train(cfg: ChordConfig, run: Run) -> tuple[dict[str, float], bool]:
-    """Train from run.start_step; (last step's metrics, whether trainer.steps were reached)."""
-    from chord import checkpoint
-    from chord.config import evaluates, rows_per_step, uses_rl
-    from chord.rollout.placement import sleeps
-
-    t, d = cfg.trainer, run.dist
+def train(run: Run) -> tuple[dict[str, float], bool]:
+    """Train from run.state.step; (last step's metrics, whether trainer.steps were reached)."""
+    cfg, t, d = run.cfg, run.cfg.trainer, run.dist
+    start = run.state.step
     n_roll, n_exp = rows_per_step(cfg)
-    if run.start_step == 0 and d.is_main:
+    if start == 0 and d.is_main:
         set_aside_old_logs(run.out_dir)
-    run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=run.start_step)
-    if run.start_step and uses_rl(cfg):
-        push_weights(run, run.start_step)  # restored weights into vLLM before the first rollout
-    if cfg.eval.at_start and evaluates(cfg) and run.start_step == 0:
+    run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=start)
+    if start and uses_rl(cfg):
+        push_weights(run, start)  # restored weights into vLLM before the first rollout
+    if cfg.eval.at_start and evaluates(cfg) and start == 0:
         run.logger.log(0, run_eval(run, 0))  # the starting point of every curve
     stop = checkpoint.StopFlag()
-    bar = tqdm(range(run.start_step + 1, t.steps + 1), desc=cfg.run.name, initial=run.start_step, total=t.steps,
+    bar = tqdm(range(start + 1, t.steps + 1), desc=cfg.run.name, initial=start, total=t.steps,
                disable=not (d.is_main and cfg.logging.progress_bar), dynamic_ncols=True)
     m: dict[str, float] = {}
     saved_times: dict[str, float] = {}  # the last save's duration, logged with the next step
-    step = run.start_step
+    step = start
     for step in bar:
         faults.signal_self("KILL_AT_STEP", step, d.is_main)  # preemption (tests only)
         faults.signal_self("TERM_AT_STEP", step, d.is_main)  # polite stop (tests only)
@@ -162,8 +176,8 @@ def train(cfg: ChordConfig, run: Run) -> tuple[dict[str, float], bool]:
                 lm = run.learner.train_step(micro, mu, n_rollout_tok, n_expert_tok)
             m = {**drop_absent(to_floats(all_reduce(lm)), n_rollout_tok, n_expert_tok), **rmetrics, "mu": mu}
             check_gap(cfg, m, step)
-            run.nonfinite_streak = run.nonfinite_streak + 1 if m["optim/skipped"] else 0
-            check_nonfinite(cfg, run, step)
+            run.state.nonfinite_streak = run.state.nonfinite_streak + 1 if m["optim/skipped"] else 0
+            check_nonfinite(run, step)
             # a skipped step left the weights as vLLM has them, unless the engine released them (sleep mode)
             if uses_rl(cfg) and (not m["optim/skipped"] or sleeps(cfg, d.world)):
                 with timed(times, "weight_sync"):
@@ -185,9 +199,7 @@ def train(cfg: ChordConfig, run: Run) -> tuple[dict[str, float], bool]:
         bar.set_postfix(reward=f"{m.get('reward/mean', float('nan')):.3f}", mu=f"{mu:.3f}",
                         step_s=f"{times['time/step']:.2f}")
         if stopping:
-            if d.is_main:
-                print(f"chord: stopped after step {step}; checkpoint saved. Resume with the same command "
-                      f"(trainer.resume=auto).", file=sys.stderr)
+            say(f"stopped after step {step}; checkpoint saved. Resume with the same command (trainer.resume=auto).")
             return m, False
     if step == t.steps and t.save_at_end:
         run.learner.export(run.out_dir / "final", run.tokenizer)
@@ -195,8 +207,6 @@ def train(cfg: ChordConfig, run: Run) -> tuple[dict[str, float], bool]:
 
 
 def timed_save(run: Run, step: int) -> dict[str, float]:
-    from chord import checkpoint
-
     times: dict[str, float] = {}
     with timed(times, "checkpoint"):
         checkpoint.save(run, step)
@@ -207,8 +217,6 @@ def timed_save(run: Run, step: int) -> dict[str, float]:
 def push_weights(run: Run, step: int) -> None:
     """Every rank iterates the weight buckets (ZeRO-3 gathers collectively); ranks with an engine load
     them into it bucket by bucket (rank 0's engine, or every rank's with per_rank)."""
-    from chord.config import needs_engine
-
     if not needs_engine(run.cfg):
         return
     buckets = run.learner.weight_buckets(int(run.cfg.rollout.weight_bucket_mb * 2**20))
@@ -217,7 +225,7 @@ def push_weights(run: Run, step: int) -> None:
     else:
         for _ in buckets:
             pass
-    run.engine_step = step
+    run.state.engine_step = step
 
 
 def eval_due(cfg: ChordConfig, step: int) -> bool:
@@ -228,11 +236,8 @@ def eval_due(cfg: ChordConfig, step: int) -> bool:
 def run_eval(run: Run, step: int) -> dict[str, float]:
     """Collective: the engine(s) evaluate the current weights (per_rank: each its share of the problems);
     a better eval.best_metric re-exports best/."""
-    from chord.evaluation import evaluate, new_best, sampling_for, write_results
-    from chord.rollout.placement import engine_group, placement
-
     e = run.cfg.eval
-    if run.engine_step != step:  # SFT runs push weights only for evaluation
+    if run.state.engine_step != step:  # SFT runs push weights only for evaluation
         push_weights(run, step)
     result = None
     sharded = placement(run.cfg, run.dist.world) == "per_rank"
@@ -245,23 +250,20 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
             write_results(run.out_dir, step, result, samples if e.save_samples else None)
     metrics: dict[str, float] = result if sharded else broadcast(result)
     value = metrics[e.best_metric]
-    if new_best(step, value, run.best["value"] if run.best else None, e.best_mode, e.best_includes_start):
-        run.best = {"metric": e.best_metric, "value": value, "step": step}
+    if new_best(step, value, run.state.best["value"] if run.state.best else None, e.best_mode, e.best_includes_start):
+        run.state.best = {"metric": e.best_metric, "value": value, "step": step}
         export_best(run)
     return {f"eval/{k}": v for k, v in metrics.items()}
 
 
 def export_best(run: Run) -> None:
     """Collective: save_pretrained into best/ by rename, so a kill never leaves a half-written best/."""
-    import json
-    import shutil
-
     final, tmp, old = run.out_dir / "best", run.out_dir / ".best.tmp", run.out_dir / ".best.old"
     if run.dist.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
     run.learner.export(tmp, run.tokenizer)
     if run.dist.is_main:
-        (tmp / "chord_best.json").write_text(json.dumps(run.best))
+        (tmp / "chord_best.json").write_text(json.dumps(run.state.best))
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             os.replace(final, old)
@@ -279,12 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.recipe, args.overrides)
     except ConfigError as e:
-        print(f"chord: config error: {e}", file=sys.stderr)
+        say(f"config error: {e}", main_only=False)
         return 2
     if args.print_config:
-        from chord.config.stages import expand
-
-        for st in expand(cfg) if cfg.stages else []:
+        for st in stages.expand(cfg) if cfg.stages else []:
             print(f"# ---- {st.label}: resolved config\n{to_yaml(st.cfg)}", end="")
         print(to_yaml(cfg) if not cfg.stages else "", end="")
         return 0
@@ -294,16 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     d = init_distributed()
     try:
         if not cfg.stages:
-            return run_one(cfg, d)[0]
-        from chord.config import stages
-
+            return run_stage(cfg, d)[0]
         plan = stages.expand(cfg)
         for st in plan:
             if cfg.trainer.resume == "auto" and stages.is_done(st):
-                say(d, f"{st.label} already finished ({st.dir}); skipping")
+                say(f"{st.label} already finished ({st.dir}); skipping")
                 continue
-            say(d, f"{st.label} of {len(plan)}: model {st.cfg.model.path}, outputs in {st.dir}")
-            code, final = run_one(st.cfg, d)
+            say(f"{st.label} of {len(plan)}: model {st.cfg.model.path}, outputs in {st.dir}")
+            code, final = run_stage(st.cfg, d)
             if code or final is None:  # failed, or stopped by a signal: the next launch resumes this stage
                 return code
             if d.is_main:
@@ -313,41 +311,30 @@ def main(argv: list[str] | None = None) -> int:
         shutdown()
 
 
-def say(d, msg: str) -> None:
-    if d.is_main:
-        print(f"chord: {msg}", file=sys.stderr, flush=True)
-
-
-def run_one(cfg: ChordConfig, d) -> tuple[int, dict[str, float] | None]:
+def run_stage(cfg: ChordConfig, d: Dist) -> tuple[int, dict[str, float] | None]:
     """Build, resume and train one stage; (exit status, final metrics or None if it did not finish)."""
-    from chord import checkpoint
-    from chord.build import build_run
-    from chord.data.loading import DataError
-    from chord.distributed import shm
-    from chord.models.load import ModelError
-    from chord.rewards import RewardError
-
     run = None
     try:
         path = checkpoint.preflight(cfg, d)  # a refused resume changes nothing (config.yaml) and costs no build
         run = build_run(cfg, d)
-        shm.start_reaper(d.is_main)  # DeepSpeed's all-reduce buffers exist now; removed after a kill
-        run.start_step = checkpoint.load(run, path) if path is not None else 0
+        shm.watch_buffers(d.is_main)  # DeepSpeed's all-reduce buffers exist now; removed after a kill
+        if path is not None:
+            checkpoint.load(run, path)  # run.state: the step it ended, the non-finite streak, best/
     except (ConfigError, DataError, ModelError, RewardError) as e:
-        print(f"chord: {type(e).__name__}: {e}", file=sys.stderr)
+        say(f"{type(e).__name__}: {e}", main_only=False)
         if run is not None:
             run.close()
         return 2, None
     try:
-        final, finished = train(cfg, run)
+        final, finished = train(run)
     except (StaleWeightsError, NonFiniteError) as e:
-        print(f"chord: stopped: {e}", file=sys.stderr)
+        say(f"stopped: {e}", main_only=False)
         return 1, None
     finally:
         run.close()
     if not finished:
         return 0, None
-    say(d, f"done, {cfg.trainer.steps} steps; final reward {final.get('reward/mean', float('nan')):.3f}; "
+    say(f"done, {cfg.trainer.steps} steps; final reward {final.get('reward/mean', float('nan')):.3f}; "
            f"outputs in {run.out_dir}")
     return 0, final
 

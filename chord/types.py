@@ -69,6 +69,16 @@ class ScoredTokens:
 
 
 @dataclass
+class LoopState:
+    """What the training loop changes as it runs; a checkpoint persists step, nonfinite_streak and best."""
+
+    step: int = 0  # the last finished step: where a resumed run starts
+    nonfinite_streak: int = 0  # consecutive skipped (NaN/Inf) steps
+    best: dict | None = None  # {"metric", "value", "step"} of best/
+    engine_step: int = 0  # the step whose weights the rollout engine holds (same on every rank); not saved
+
+
+@dataclass
 class TokenBatch:
     """One learner micro-batch (rollout and expert rows together), right-padded or packed.
 

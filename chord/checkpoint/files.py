@@ -77,23 +77,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([_tensor(s) for s in state["cuda"]])
 
 
-def _legacy_rng(path: Path) -> dict[str, Any]:
-    """An rng_rank<r>.pt of an older chord: tuples, one numpy array and a tensor, nothing else allowed."""
-    safe = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-    with torch.serialization.safe_globals(safe):
-        old = torch.load(path, weights_only=True)
-    version, words, gauss = old["python"]
-    key, state, pos, has_gauss, cached = old["numpy"]
-    return {"python": {"version": version, "state": list(words), "gauss": gauss},
-            "numpy": {"key": key, "state": np.asarray(state).tolist(), "pos": pos, "has_gauss": has_gauss,
-                      "cached_gaussian": cached},
-            "torch": _b64(old["torch"]), **({"cuda": [_b64(s) for s in old["cuda"]]} if "cuda" in old else {})}
-
-
 def restore_rng(path: Path) -> None:
-    """Set this process's generators from rng_rank<r>.json (or an older .pt, read as data only)."""
+    """Set this process's generators from rng_rank<r>.json (read as data: JSON, never a pickle)."""
     try:
-        set_rng_state(json.loads(path.read_text()) if path.suffix == ".json" else _legacy_rng(path))
+        set_rng_state(json.loads(path.read_text()))
     except Exception as e:  # UnpicklingError (a file that wants to run code), KeyError, ValueError...
         first = (str(e).splitlines() or [""])[0][:200]
         raise ConfigError(f"checkpoint file {path} is not a valid RNG state ({type(e).__name__}: {first})") from None

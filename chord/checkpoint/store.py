@@ -20,16 +20,19 @@ import json
 import os
 import shutil
 import signal
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from omegaconf import OmegaConf
 
 from chord import faults
 from chord.checkpoint.files import hash_files, restore_rng, rng_state, sha256_file
 from chord.config import ChordConfig, ConfigError, to_yaml
+from chord.data.streams import ShuffledStream
 from chord.distributed import Dist, barrier, broadcast
+from chord.learner import Learner
+from chord.logger import atomic_write_text, say
+from chord.types import LoopState
 
 # Differences that leave the run's meaning intact; anything else refuses to resume.
 HARMLESS = ("trainer.steps", "trainer.save_every", "trainer.keep_last", "trainer.resume", "trainer.save_at_end",
@@ -39,10 +42,6 @@ HARMLESS = ("trainer.steps", "trainer.save_every", "trainer.keep_last", "trainer
             "rollout.multiprocess", "rollout.enforce_eager", "rollout.placement", "rollout.weight_bucket_mb",
             "rollout.sleep_mode", "trainer.epochs", "eval.")
 STATE = "trainer_state.json"
-
-
-def _say(msg: str) -> None:
-    print(f"chord: {msg}", file=sys.stderr, flush=True)
 
 
 def _fsync_tree(path: Path) -> None:
@@ -57,7 +56,19 @@ def _fsync_tree(path: Path) -> None:
         os.close(fd)
 
 
-def save(run: Any, step: int) -> Path:
+class Resumable(Protocol):
+    """What a checkpoint saves and restores of a run (chord.build.Run is one)."""
+
+    cfg: ChordConfig
+    dist: Dist
+    out_dir: Path
+    learner: Learner
+    prompts: ShuffledStream | None
+    experts: ShuffledStream | None
+    state: LoopState
+
+
+def save(run: Resumable, step: int) -> Path:
     """Collective: every rank calls it. Returns the final folder."""
     root = run.out_dir / "checkpoints"
     tag, tmp_tag = f"step_{step}", f".tmp-step_{step}"
@@ -76,7 +87,7 @@ def save(run: Any, step: int) -> Path:
         files = {n: (tmp / n).stat().st_size for n in names}
         state = {"step": step, "world_size": run.dist.world, "config": to_yaml(run.cfg), "files": files,
                  "sha256": hashes,
-                 "nonfinite_streak": run.nonfinite_streak, "best": run.best,
+                 "nonfinite_streak": run.state.nonfinite_streak, "best": run.state.best,
                  "prompts": run.prompts.state_dict() if run.prompts else None,
                  "experts": run.experts.state_dict() if run.experts else None}
         (tmp / STATE).write_text(json.dumps(state))
@@ -84,8 +95,7 @@ def save(run: Any, step: int) -> Path:
         _fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        (root / ".latest.tmp").write_text(tag)
-        os.replace(root / ".latest.tmp", root / "latest")
+        atomic_write_text(root / "latest", tag)
         complete = sorted(_complete(root), key=lambda p: int(p.name.split("_")[1]))
         for old in complete[: -run.cfg.trainer.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
@@ -115,17 +125,17 @@ def find(cfg: ChordConfig) -> Path | None:
 def find_in(root: Path) -> Path | None:
     """The newest intact checkpoint under `root` (the `latest` pointer first), reporting bad ones."""
     for partial in root.glob(".tmp-step_*"):
-        _say(f"ignoring half-written checkpoint {partial} (interrupted save)")
+        say(f"ignoring half-written checkpoint {partial} (interrupted save)", main_only=False)
     complete = sorted(_complete(root), key=lambda p: int(p.name.split("_")[1]), reverse=True)
     pointer = root / "latest"
     named = root / pointer.read_text().strip() if pointer.is_file() else None
     if pointer.exists() and named not in complete:
-        _say(f"checkpoint pointer {pointer} names no complete checkpoint; using the newest intact one")
+        say(f"checkpoint pointer {pointer} names no complete checkpoint; using the newest intact one", main_only=False)
     for path in ([named] if named in complete else []) + [p for p in complete if p != named]:
         problem = damage(path)
         if problem is None:
             return path
-        _say(f"skipping damaged checkpoint {path}: {problem}")
+        say(f"skipping damaged checkpoint {path}: {problem}", main_only=False)
     return None
 
 
@@ -133,7 +143,7 @@ def damage(path: Path) -> str | None:
     """Why the checkpoint in `path` cannot be trusted (missing, truncated, changed or extra files), or None."""
     try:
         state = json.loads((path / STATE).read_text())
-        files, hashes = state["files"], state.get("sha256")
+        files, hashes = state["files"], state["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"unreadable {STATE} ({type(e).__name__})"
     for name, size in files.items():
@@ -146,9 +156,6 @@ def damage(path: Path) -> str | None:
                    and f.name != STATE and str(f.relative_to(path)) not in files)
     if extra:  # DeepSpeed picks files by name: one the save did not write must not be loaded
         return f"{extra[0]} was not written by the save"
-    if hashes is None:
-        _say(f"checkpoint {path} has no content hashes (written by an older chord): sizes checked only")
-        return None
     for name in files:
         if hashes.get(name) != sha256_file(path / name):
             return f"{name} does not match its recorded sha256 (changed after the save)"
@@ -183,16 +190,21 @@ def _zero_stage(cfg: ChordConfig) -> int:
 
 def check_resumable(path: Path, cfg: ChordConfig, world: int) -> None:
     """The refusals of `load`, made before anything is built (load repeats them as a safety net)."""
-    state = json.loads((path / STATE).read_text())
-    old_world, stage = state["world_size"], _zero_stage(cfg)
-    if old_world != world and stage != 0:
-        raise ConfigError(f"checkpoint {path} was written by {old_world} ranks with ZeRO-{stage}, this launch has "
-                          f"{world}: ZeRO-1/2/3 optimizer shards reload only on the same number of ranks; relaunch "
-                          f"with {old_world} (ZeRO-0 checkpoints move freely)")
-    meaningful, _ = config_differences(state["config"], cfg)
+    _refuse(path, json.loads((path / STATE).read_text()), cfg, world, _zero_stage(cfg))
+
+
+def _refuse(path: Path, state: dict, cfg: ChordConfig, world: int, zero_stage: int) -> list[str]:
+    """Raise the one-line refusal a resume of `state` into this launch deserves; else the harmless changes."""
+    old_world = state["world_size"]
+    if old_world != world and zero_stage != 0:
+        raise ConfigError(f"checkpoint {path} was written by {old_world} ranks with ZeRO-{zero_stage}, this launch "
+                          f"has {world}: ZeRO-1/2/3 optimizer shards reload only on the same number of ranks; "
+                          f"relaunch with {old_world} (ZeRO-0 checkpoints move freely)")
+    meaningful, harmless = config_differences(state["config"], cfg)
     if meaningful:
         raise ConfigError(f"checkpoint {path} was trained with a different config: {', '.join(meaningful)} "
                           "(set trainer.resume=none and a new run.output_dir to start a new run)")
+    return harmless
 
 
 def config_differences(saved_yaml: str, cfg: ChordConfig) -> tuple[list[str], list[str]]:
@@ -213,45 +225,36 @@ def config_differences(saved_yaml: str, cfg: ChordConfig) -> tuple[list[str], li
     return [k for k in diff if k not in harmless], harmless
 
 
-def load(run: Any, path: Path) -> int:
-    """Collective: restore learner, streams and RNG from `path`; returns the step it ended."""
+def load(run: Resumable, path: Path) -> None:
+    """Collective: restore learner, streams, RNG and run.state (from the step it ended) from `path`."""
     state = json.loads((path / STATE).read_text())
     old_world = state["world_size"]
-    if old_world != run.dist.world and run.learner.zero_stage != 0:
-        raise ConfigError(f"checkpoint {path} was written by {old_world} ranks with ZeRO-{run.learner.zero_stage}, "
-                          f"this launch has {run.dist.world}: ZeRO-1/2/3 optimizer shards reload only on the same "
-                          f"number of ranks; relaunch with {old_world} (ZeRO-0 checkpoints move freely)")
-    meaningful, harmless = config_differences(state["config"], run.cfg)
-    if meaningful:
-        raise ConfigError(f"checkpoint {path} was trained with a different config: {', '.join(meaningful)} "
-                          "(set trainer.resume=none and a new run.output_dir to start a new run)")
+    harmless = _refuse(path, state, run.cfg, run.dist.world, run.learner.zero_stage)
     if harmless and run.dist.is_main:
-        _say(f"resuming with changed settings: {', '.join(harmless)}")
+        say(f"resuming with changed settings: {', '.join(harmless)}")
     run.learner.load_checkpoint(str(path.parent), tag=path.name)
     if run.prompts is not None:
         run.prompts.load_state_dict(state["prompts"])
     if run.experts is not None:
         run.experts.load_state_dict(state["experts"])
-    run.nonfinite_streak = int(state.get("nonfinite_streak", 0))
-    run.best = state.get("best")
+    run.state = LoopState(step=int(state["step"]), nonfinite_streak=int(state["nonfinite_streak"]),
+                          best=state["best"])
     # every rank's own RNG when the world is unchanged; a new rank takes rank 0's (sampling and data order
     # do not use these generators: they are seeded per step, so a resharded run stays the same run)
     restore_rng(_rng_file(path, run.dist.rank))
     if run.dist.is_main and old_world != run.dist.world:
-        _say(f"checkpoint written by {old_world} ranks, resuming on {run.dist.world} (ZeRO-0: full state on each rank)")
+        say(f"checkpoint written by {old_world} ranks, resuming on {run.dist.world} (ZeRO-0: full state on each rank)")
     if run.dist.is_main:
         for log in ("metrics.jsonl", "eval.jsonl"):
             _truncate_metrics(run.out_dir / log, state["step"])
-        _say(f"resumed from {path} at step {state['step']}")
-    return int(state["step"])
+        say(f"resumed from {path} at step {state['step']}")
 
 
 def _rng_file(path: Path, rank: int) -> Path:
-    """rng_rank<r>.json, else an older checkpoint's .pt; a rank the checkpoint did not have takes rank 0's."""
+    """rng_rank<r>.json; a rank the checkpoint did not have takes rank 0's."""
     for r in (rank, 0):
-        for suffix in (".json", ".pt"):
-            if (path / f"rng_rank{r}{suffix}").is_file():
-                return path / f"rng_rank{r}{suffix}"
+        if (path / f"rng_rank{r}.json").is_file():
+            return path / f"rng_rank{r}.json"
     raise ConfigError(f"checkpoint {path} has no rng_rank0.json")
 
 
@@ -260,9 +263,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in keep))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
 
 
 class StopFlag:
@@ -275,4 +276,4 @@ class StopFlag:
 
     def _handle(self, signum: int, _frame: Any) -> None:
         self.requested = True
-        _say(f"received {signal.Signals(signum).name}: finishing this step, then checkpointing")
+        say(f"received {signal.Signals(signum).name}: finishing this step, then checkpointing", main_only=False)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from chord.config.schema import ChordConfig, ConfigError, check_keys, validate
+from chord.logger import atomic_write_text
 
 STAGE_KEYS = ("name", "method", "init")
 FIXED = ("run", "model", "stages")  # shared by every stage: identity, starting model, the plan itself
@@ -132,7 +132,6 @@ def is_done(stage: Stage) -> bool:
 
 def mark_done(stage: Stage, metrics: dict[str, float]) -> None:
     """Written last (atomically) by rank 0 once the stage's final/ (and best/) exports exist."""
-    tmp = stage.dir / f".{DONE}.tmp"
-    tmp.write_text(json.dumps({"stage": stage.name, "method": stage.method, "steps": stage.cfg.trainer.steps,
-                               "final_metrics": metrics}, sort_keys=True))
-    os.replace(tmp, stage.dir / DONE)
+    atomic_write_text(stage.dir / DONE, json.dumps({"stage": stage.name, "method": stage.method,
+                                                    "steps": stage.cfg.trainer.steps, "final_metrics": metrics},
+                                                   sort_keys=True))

@@ -19,8 +19,6 @@ and, with eval.save_samples, every response to eval/samples_step_N.jsonl.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from chord.distributed.exchange import gather_floats, gather_objects
 from chord.distributed.exchange import shard as split
 from chord.evaluation.exploration import distinct_n, pass_at_k_curve
 from chord.evaluation.metrics import summarize
+from chord.logger import atomic_write_text, say
 from chord.rewards import RewardFn, is_correct, score_all
 from chord.tasks import builtin_source
 from chord.types import PromptExample, Sampling
@@ -141,12 +140,6 @@ def sampling_for(ev: EvalConfig, rollout_max_new_tokens: int) -> Sampling:
     return Sampling(ev.temperature, ev.top_p, ev.max_new_tokens or rollout_max_new_tokens)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _cell(record: dict, key: str) -> str:
     if key not in record:
         return ""
@@ -175,10 +168,10 @@ def write_results(out_dir: Path, step: int, metrics: dict[str, float], samples: 
     with open(log, "a") as f:
         f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
     records = [json.loads(line) for line in log.read_text().splitlines() if line]
-    _atomic_write(out_dir / "eval.md", markdown_table(records))
+    atomic_write_text(out_dir / "eval.md", markdown_table(records))
     if samples is not None:
         (out_dir / "eval").mkdir(exist_ok=True)
-        _atomic_write(out_dir / "eval" / f"samples_step_{step}.jsonl",
+        atomic_write_text(out_dir / "eval" / f"samples_step_{step}.jsonl",
                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
 
 
@@ -200,6 +193,6 @@ def build_benchmarks(cfg: ChordConfig, tokenizer: Any, quiet: bool = False) -> l
                                max_bad_fraction=e.max_bad_fraction,
                                resolve=lambda s: builtin_source(cfg, s, "eval"))
         if not quiet:
-            print(f"chord: {bench.summary}, k={bench.k}", file=sys.stderr)
+            say(f"{bench.summary}, k={bench.k}", main_only=False)
         out.append(bench)
     return out

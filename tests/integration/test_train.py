@@ -76,7 +76,7 @@ cfg = load_config(sys.argv[1], sys.argv[2:])
 run = build_run(cfg, init_distributed())
 run.engine.push_weights = lambda named, version: None  # simulate a broken weight sync
 try:
-    train(cfg, run)
+    train(run)
 except StaleWeightsError as e:
     print("STALE", e)
 finally:

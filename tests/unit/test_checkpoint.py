@@ -1,5 +1,6 @@
 """Checkpoint discovery and config comparison (no engines needed)."""
 
+import hashlib
 import json
 
 import pytest
@@ -15,7 +16,8 @@ def _ckpt(root, step):
     d = root / f"step_{step}"
     d.mkdir(parents=True)
     (d / "weights.bin").write_bytes(b"x" * 100)
-    (d / STATE).write_text(json.dumps({"step": step, "files": {"weights.bin": 100}}))
+    (d / STATE).write_text(json.dumps({"step": step, "files": {"weights.bin": 100},
+                                       "sha256": {"weights.bin": hashlib.sha256(b"x" * 100).hexdigest()}}))
     return d
 
 

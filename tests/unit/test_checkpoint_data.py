@@ -67,7 +67,7 @@ def test_same_size_corruption_falls_back_to_the_previous_checkpoint(tmp_path, ca
 
 def test_a_file_the_save_did_not_write_is_damage(tmp_path):
     d = _ckpt(tmp_path / "checkpoints", 2, {"weights.bin": b"a" * 10, "rng_rank0.json": b"{}"})
-    torch.save(Payload(tmp_path / "marker"), d / "rng_rank0.pt")  # DeepSpeed and old chord read *.pt by name
+    torch.save(Payload(tmp_path / "marker"), d / "rng_rank0.pt")  # DeepSpeed reads *.pt by name
     with pytest.raises(ConfigError, match="rng_rank0.pt was not written by the save"):
         find(load_config(None, [f"trainer.resume={d}"]))
     assert not (tmp_path / "marker").exists()
@@ -81,17 +81,6 @@ def test_rng_state_round_trips_through_json():
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
     set_rng_state(state)
     got = (random.random(), np.random.standard_normal(), torch.rand(3))
-    assert got[:2] == expected[:2] and torch.equal(got[2], expected[2])
-
-
-def test_an_older_checkpoints_rng_pt_still_restores(tmp_path):
-    random.seed(5), np.random.seed(5), torch.manual_seed(5)
-    old = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    torch.save(old, tmp_path / "rng_rank0.pt")  # the format before rng_rank<r>.json
-    expected = (random.random(), np.random.random(), torch.rand(2))
-    random.seed(0), np.random.seed(0), torch.manual_seed(0)
-    restore_rng(tmp_path / "rng_rank0.pt")
-    got = (random.random(), np.random.random(), torch.rand(2))
     assert got[:2] == expected[:2] and torch.equal(got[2], expected[2])
 
 

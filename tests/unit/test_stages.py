@@ -2,6 +2,7 @@
 recipes failing at load time with a one-line ConfigError, stage_done.json, and --print-config."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import chord.config.stages as stages_mod
 from chord.config import ConfigError
 from chord.config.recipe import load_config
 from chord.config.stages import DONE, expand, is_done, mark_done
@@ -287,7 +287,7 @@ def test_mark_done_writes_stage_done_atomically(tmp_path, monkeypatch):
     sft.dir.mkdir(parents=True)
     assert not is_done(sft)
     replaced = []
-    real_replace = stages_mod.os.replace
+    real_replace = os.replace
 
     def spy(src, dst):
         src, dst = Path(src), Path(dst)
@@ -296,7 +296,7 @@ def test_mark_done_writes_stage_done_atomically(tmp_path, monkeypatch):
         replaced.append((src.name, dst.name))
         real_replace(src, dst)
 
-    monkeypatch.setattr(stages_mod.os, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)  # the atomic writer (chord.logger) renames with it
     mark_done(sft, {"overall/avg": 0.5, "reward/mean": 0.25})
     monkeypatch.undo()
     assert len(replaced) == 1 and replaced[0][1] == DONE == "stage_done.json"
