@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
 # Qwen2.5 configs (hidden, intermediate, layers, heads, kv heads, vocab, tied embeddings)

@@ -18,16 +18,16 @@ import argparse
 import datetime
 import os
 import platform
+import runpy
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from chord.rewards.math_verifier import MathReward
 
-from chord.rewards.math_verifier import MathReward  # noqa: E402
-from tests.math_cases import ADVERSARIAL, realistic_responses  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+_CASES = runpy.run_path(str(ROOT / "tests/math_cases.py"))  # the tests' cases (tests/ is not installed)
+ADVERSARIAL, realistic_responses = _CASES["ADVERSARIAL"], _CASES["realistic_responses"]
 
 
 def throughput(workers: int | None, batch: list[tuple[str, str]], chunk: int = 256) -> tuple[float, float]:

@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def row_lengths(n: int, max_response: int, seed: int) -> list[tuple[int, int]]:
@@ -82,9 +81,7 @@ def build_model(args: argparse.Namespace, folder: Path) -> str:
 def measure(args: argparse.Namespace, variant: str, model: str) -> dict:
     """One subprocess: build the learner, one warm-up step, then `--steps` timed steps."""
     import torch
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_loss import _rss  # /proc/self/status reader, shared with the loss benchmark
+    from bench_loss import _rss  # /proc/self/status reader, shared with the loss benchmark (a sibling script)
 
     from chord.batching import collate, count_tokens, micro_batches, plan_micro_batches
     from chord.build import build_learner

@@ -4,8 +4,8 @@
         --out runs/compare [--metric overall/avg] [--smooth 0.6]
 
 Each RUN_DIR is a `run.output_dir` (metrics.jsonl, eval.jsonl) or a staged run folder (stage1-<name>/,
-stage2-<name>/, ...): its stages become one timeline, stage i's steps offset by the steps (max step in
-metrics.jsonl) of the stages before it, so a later stage's step-0 evaluation sits at its stage start.
+stage2-<name>/, ...), read as one timeline by chord.analysis.runs.load_run (stage i's steps offset by the
+steps of the stages before it, so a later stage's step-0 evaluation sits at its stage start).
 Writes OUT/comparison.md (per run: each benchmark's avg@k at start / best / final, --metric best/final,
 training reward and entropy/rollout over the last 10% of steps, steps, stages), OUT/comparison.json
 (the same numbers, fractions not percents) and OUT/eval_*.png, OUT/train_*.png (global step on x,
@@ -22,7 +22,6 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -31,108 +30,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: chord from this checkout
 from chord.analysis.phases import Phases  # noqa: E402
 from chord.analysis.run_phases import phases_from_rows  # noqa: E402
+from chord.analysis.runs import AVG_KEY, Run, RunFolderError, eval_stats, load_run, series  # noqa: E402
 
-Row = dict[str, float]
 PERCENT = re.compile(r"(avg@\d+|pass@\d+|truncated_frac|^overall/avg|^overall/pass)$")
-BENCH = re.compile(r"^(?!overall/).+/avg@\d+$")
-NEEDS_TOKENS = {"entropy/rollout": "tokens/rollout", "entropy/expert": "tokens/expert"}
 TRAIN_PLOTS = [("train_reward.png", "reward/mean", True), ("train_entropy.png", "entropy/rollout", True),
                ("train_length.png", "response/length_mean", True), ("train_mu.png", "mu", False)]
 DASH = "—"
-
-
-# metrics renamed since older runs were written: old name -> current name
-RENAMED = {f"sft/phi_{s}": f"sft/weight_{s}" for s in ("mean", "min", "max")}
-
-
-class CompareError(Exception):
-    """A run folder that cannot be compared; main prints it as one line and exits 2."""
-
-
-@dataclass
-class Stage:
-    name: str
-    start: int  # global step offset of the stage
-    end: int  # global step of its last step
-
-
-@dataclass
-class Run:
-    label: str
-    path: Path
-    rows: list[Row] = field(default_factory=list)  # metrics.jsonl rows, "step" global
-    evals: list[Row] = field(default_factory=list)  # evaluation rows (names without "eval/"), "step" global
-    stages: list[Stage] = field(default_factory=list)  # empty for an unstaged run
-    skipped: int = 0  # malformed lines
-
-    @property
-    def steps(self) -> int:
-        return self.stages[-1].end if self.stages else max((int(r["step"]) for r in self.rows), default=0)
-
-    @property
-    def boundaries(self) -> list[tuple[int, str]]:
-        return [(s.start, s.name) for s in self.stages[1:]]
-
-
-def read_jsonl(path: Path) -> tuple[list[Row], int]:
-    """Rows with an integer step and their finite numeric values (last row wins per step), and the skip count."""
-    by_step: dict[int, Row] = {}
-    bad = 0
-    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            obj = None
-        step = obj.get("step") if isinstance(obj, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool):
-            bad += 1
-            continue
-        by_step[step] = {RENAMED.get(k, k): float(v) for k, v in obj.items() if isinstance(v, (int, float))
-                         and not isinstance(v, bool) and math.isfinite(v)} | {"step": step}
-    return [by_step[s] for s in sorted(by_step)], bad
-
-
-def _load_folder(folder: Path, offset: int) -> tuple[list[Row], list[Row], int, int]:
-    rows, bad = read_jsonl(folder / "metrics.jsonl")
-    if (folder / "eval.jsonl").is_file():
-        evals, bad_e = read_jsonl(folder / "eval.jsonl")
-    else:  # older runs: the eval/ keys of metrics.jsonl
-        evals, bad_e = [{"step": r["step"], **{k[5:]: v for k, v in r.items() if k.startswith("eval/")}}
-                        for r in rows if any(k.startswith("eval/") for k in r)], 0
-    for r in rows + evals:
-        r["step"] = int(r["step"]) + offset
-    return rows, evals, bad + bad_e, max((int(r["step"]) for r in rows), default=offset)
-
-
-def load_run(path: str | Path, label: str | None = None) -> Run:
-    path = Path(path)
-    run = Run(label or path.resolve().name, path)
-    found = [(int(m.group(1)), m.group(2), d) for d in (path.iterdir() if path.is_dir() else [])
-             if d.is_dir() and (m := re.fullmatch(r"stage(\d+)-(.+)", d.name))]
-    if not found and not (path / "metrics.jsonl").is_file():
-        raise CompareError(f"compare: {path}: no metrics.jsonl and no stage folders")
-    offset = 0
-    for _, name, folder in sorted(found) if found else [(0, "", path)]:
-        rows, evals, bad, end = _load_folder(folder, offset)
-        run.rows += rows
-        run.evals += evals
-        run.skipped += bad
-        if found:
-            run.stages.append(Stage(name, offset, end))
-        offset = end
-    return run
-
-
-def series(rows: list[Row], key: str) -> tuple[list[int], list[float]]:
-    """(global steps, values) of `key`, leaving out entropies of steps that had no such tokens."""
-    need = NEEDS_TOKENS.get(key)
-    pts = [(int(r["step"]), r[key]) for r in rows if key in r and not (need and r.get(need, 1.0) == 0)]
-    return [p[0] for p in pts], [p[1] for p in pts]
 
 
 def ema(values: list[float], smooth: float) -> list[float]:
@@ -148,17 +53,8 @@ def tail_mean(values: list[float], frac: float = 0.1) -> float | None:
     return sum(values[-n:]) / n if values else None
 
 
-def eval_stats(run: Run, key: str) -> dict:
-    steps, vals = series(run.evals, key)
-    if not vals:
-        return {"start": None, "best": None, "best_step": None, "final": None}
-    sign = -1 if key.endswith(("length_mean", "truncated_frac")) else 1
-    i = max(range(len(vals)), key=lambda j: (sign * vals[j], -j))  # ties: the earliest
-    return {"start": vals[0], "best": vals[i], "best_step": steps[i], "final": vals[-1]}
-
-
 def benchmarks(runs: list[Run]) -> list[str]:
-    return sorted({k for run in runs for r in run.evals for k in r if BENCH.match(k)})
+    return sorted({k for run in runs for r in run.evals for k in r if AVG_KEY.match(k)})
 
 
 def summarize(run: Run, metric: str, benches: list[str] | None = None) -> dict:
@@ -308,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.runs:
             path, label = (spec.rsplit("=", 1) if "=" in spec and not Path(spec).exists() else (spec, None))
             runs.append(load_run(path, label or None))
-    except CompareError as e:
-        print(e, file=sys.stderr)
+    except RunFolderError as e:
+        print(f"compare: {e}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     benches = benchmarks(runs)

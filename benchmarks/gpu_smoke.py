@@ -10,13 +10,13 @@ import argparse
 import datetime as dt
 import json
 import os
+import runpy
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TRAIN = ["recipes/tiny.yaml", "trainer.steps=4", "trainer.save_every=0", "logging.progress_bar=false",
          "deepspeed.zero_stage=3", "loss.impl=triton", "trainer.max_tokens_per_micro_batch=512",
@@ -32,8 +32,8 @@ def repeated_batch(steps: int = 6) -> dict:
     from chord.config.recipe import load_config
     from chord.distributed import init_distributed
     from chord.models.tiny import build_tiny_model
-    from tests.integration.learner_step import fixed_rows
 
+    fixed_rows = runpy.run_path(str(ROOT / "tests/integration/learner_step.py"))["fixed_rows"]  # not installed
     init_distributed()
     model = str(build_tiny_model(ROOT / ".cache/chord"))
     cfg = load_config(None, [f"model.path={model}", "deepspeed.zero_stage=3", *BF16, "loss.impl=triton",

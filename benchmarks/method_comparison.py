@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -36,15 +37,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script: chord from this checkout
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from compare import Run, eval_stats, load_run, series  # noqa: E402
-from warm_launch import WarmServer  # noqa: E402
-
 from chord.analysis.phases import Phases  # noqa: E402
 from chord.analysis.run_phases import phases_from_rows  # noqa: E402
+from chord.analysis.runs import Run, eval_stats, load_run, read_jsonl, series  # noqa: E402
 from chord.analysis.seed_stats import diff_ci, mean_ci, verdict  # noqa: E402
+
+if TYPE_CHECKING:  # make_server imports it: chord.distributed imports torch (~2 s), which this client never uses
+    from chord.distributed.warm_launch import WarmServer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = {  # label -> recipe; the order of the table
     "SFT": "recipes/cards_sft.yaml",
@@ -162,12 +163,7 @@ def plan(a: argparse.Namespace, model: str) -> list[Plan]:
 def steps_done(d: Path) -> int:
     """Steps logged so far (all stages): the progress bar's position."""
     files = sorted(d.glob("stage*/metrics.jsonl")) or [d / "metrics.jsonl"]
-    n = 0
-    for f in files:
-        if f.is_file():
-            n += len({json.loads(x).get("step") for x in f.read_text(errors="replace").splitlines()
-                      if x.startswith("{") and x.endswith("}")})
-    return n
+    return sum(len(read_jsonl(f)[0]) for f in files)
 
 
 def git_commit() -> str:
@@ -242,8 +238,10 @@ def execute(p: Plan, script: str, server: WarmServer, bar: tqdm, log: Path) -> d
 
 
 def make_server(a: argparse.Namespace, log: Path) -> WarmServer:
-    """Runs forked from one server that imported the stack (benchmarks/warm_launch.py), or --no-warm: one fresh
-    process each (the same numbers; ~15 s more per run here)."""
+    """Runs forked from one server that imported the stack (chord.distributed.warm_launch), or --no-warm: one
+    fresh process each (the same numbers; ~15 s more per run here)."""
+    from chord.distributed.warm_launch import WarmServer
+
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     real = Path(a.fake_trainer).resolve() == ROOT / "chord/train.py"
     server = WarmServer(a.python, PRELOAD if real else [], cwd=ROOT, env=env, log=log)
@@ -513,7 +511,8 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
         "- launch: " + (f"runs forked from a server that imported the stack once in {server.import_s:.0f} s (in no "
                         "run's wall time); " if server.import_s else f"fresh processes ({server.fallback}); "
                         if server.fallback else "no run started in this invocation; ")
-        + "warm-launched runs start ~15 s sooner, with the same numbers (benchmarks/warm_launch.py)", "",
+        + "warm-launched runs start ~15 s sooner, with the same numbers (chord.distributed.warm_launch)",
+        "",
         "## Runs (code = the commit each run was started at, a resumed run its last start; launch: warm = forked "
         "from the server, subprocess = a fresh process)", "", *runs, ""]))
 

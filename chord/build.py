@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from chord.data.streams import ShuffledStream
 from chord.distributed import Dist, barrier
 from chord.evaluation import build_benchmarks
 from chord.learner import Learner
-from chord.logger import RunLogger
-from chord.models.load import load_causal_lm, load_tokenizer, resolve_model_path
+from chord.logger import RunLogger, say
+from chord.models.load import DTYPES, load_causal_lm, load_tokenizer, resolve_model_path
 from chord.rewards import RewardFn, build_reward
 from chord.rollout import RolloutEngine
 from chord.rollout.placement import placement, sleeps
@@ -82,9 +81,8 @@ def steps_from_epochs(cfg: ChordConfig, prompts: ShuffledStream | None, experts:
     return max(1, math.ceil(t.epochs * len(stream.items) / per_step))
 
 
-def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStream | None, ShuffledStream | None]:
+def build_data(cfg: ChordConfig, tokenizer: Any) -> tuple[ShuffledStream | None, ShuffledStream | None]:
     prompts = experts = None
-    say = print if d.is_main else (lambda *a, **k: None)
     if uses_rl(cfg):
         p = cfg.data.prompts
         ds = load_rows(builtin_source(cfg, p.source, "rl"), p.split)
@@ -93,7 +91,7 @@ def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStrea
             system_prompt=p.system_prompt, max_prompt_length=p.max_prompt_length,
             max_bad_fraction=p.max_bad_fraction,
         )
-        say(f"chord: {report.summary()}", file=sys.stderr)
+        say(report.summary())
         prompts = ShuffledStream(items, seed=cfg.run.seed, name="prompts")
     if uses_expert(cfg):
         e = cfg.data.expert
@@ -104,7 +102,7 @@ def build_data(cfg: ChordConfig, tokenizer: Any, d: Dist) -> tuple[ShuffledStrea
             response_column=e.response_column, system_prompt=e.system_prompt, max_length=e.max_length,
             truncation=e.truncation, max_bad_fraction=e.max_bad_fraction,
         )
-        say(f"chord: {report.summary()}", file=sys.stderr)
+        say(report.summary())
         experts = ShuffledStream(items, seed=cfg.run.seed + 1, name="expert")
     return prompts, experts
 
@@ -116,7 +114,7 @@ def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> RolloutEngine | 
     if not needs_engine(cfg) or not (per_rank or d.is_main):
         return None
     mp = cfg.rollout.multiprocess
-    multiprocess = not per_rank and (d.world > 1 if mp == "auto" else str(mp).lower() == "true")
+    multiprocess = not per_rank and (d.world > 1 if mp is None else mp)
     if d.world > 1 and not per_rank and not multiprocess:
         raise ConfigError("'rollout.multiprocess' must not be false with several ranks (in-process vLLM deadlocks)")
     if per_rank and cfg.rollout.backend != "vllm":
@@ -138,7 +136,7 @@ def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> RolloutEngine | 
 
 
 def build_learner(cfg: ChordConfig, model_path: str) -> Learner:
-    from chord.learner.deepspeed_learner import DTYPES, DeepSpeedLearner
+    from chord.learner.deepspeed_learner import DeepSpeedLearner
     from chord.learner.varlen_attention import attention_for
 
     # packed micro-batches need varlen attention; it runs padded batches as plain SDPA too
@@ -172,19 +170,19 @@ def build_run(cfg: ChordConfig, d: Dist) -> Run:
     if d.is_main:
         model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
         tokenizer = load_tokenizer(model_path)
-        prompts, experts = build_data(cfg, tokenizer, d)
+        prompts, experts = build_data(cfg, tokenizer)
         benchmarks = build_benchmarks(cfg, tokenizer) if evaluates(cfg) else []
     barrier()
     if not d.is_main:
         model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
         tokenizer = load_tokenizer(model_path)
-        prompts, experts = build_data(cfg, tokenizer, d)
+        prompts, experts = build_data(cfg, tokenizer)
         if evaluates(cfg) and placement(cfg, d.world) == "per_rank":  # every engine evaluates its share
             benchmarks = build_benchmarks(cfg, tokenizer, quiet=True)
     if cfg.trainer.epochs is not None:  # resolved once here; lr schedule, bar and checkpoints see the steps
         cfg.trainer.steps = steps_from_epochs(cfg, prompts, experts)
         if d.is_main:
-            print(f"chord: trainer.epochs={cfg.trainer.epochs:g} -> {cfg.trainer.steps} steps", file=sys.stderr)
+            say(f"trainer.epochs={cfg.trainer.epochs:g} -> {cfg.trainer.steps} steps")
     if d.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(to_yaml(cfg))

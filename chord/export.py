@@ -41,7 +41,7 @@ def export(ckpt: Path, out_dir: Path) -> Path:
 
     from chord.checkpoint import STATE
     from chord.checkpoint.ds_weights import policy_state_dict
-    from chord.models.load import load_causal_lm, load_tokenizer, resolve_model_path
+    from chord.models.load import DTYPES, load_causal_lm, load_tokenizer, resolve_model_path
 
     try:
         saved = json.loads((ckpt / STATE).read_text())
@@ -58,7 +58,7 @@ def export(ckpt: Path, out_dir: Path) -> Path:
     if set(missing) - tied or unexpected:
         raise ModelError(f"{ckpt} does not match {model_path}: missing {sorted(missing)[:5]}, "
                          f"unexpected {sorted(unexpected)[:5]}")
-    model.to(getattr(torch, cfg.model.dtype))  # the dtype the run trained in (validated: float32 | bfloat16)
+    model.to(DTYPES[cfg.model.dtype])  # the dtype the run trained in (validated: float32 | bfloat16)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     load_tokenizer(model_path).save_pretrained(str(out_dir))
     return out_dir

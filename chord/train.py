@@ -244,7 +244,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
     if sharded or run.dist.is_main:
         result, samples = evaluate(run.engine, run.benchmarks, run.reward_fn, step=step,
                                    sampling=sampling_for(e, run.cfg.rollout.max_new_tokens),
-                                   shard=engine_group(run.cfg, run.dist) if sharded else None,
+                                   engine_slot=engine_group(run.cfg, run.dist) if sharded else None,
                                    keep_samples=e.save_samples)
         if run.dist.is_main:
             write_results(run.out_dir, step, result, samples if e.save_samples else None)

@@ -1,4 +1,4 @@
-"""Analysis of finished runs: training phases over evaluation curves, and seed statistics.
+"""Analysis of finished runs: the run-folder reader, training phases over evaluation curves, seed statistics.
 
 Pure python / numpy: nothing here imports vLLM, DeepSpeed or Triton.
 """

@@ -1,4 +1,4 @@
-"""Phases (chord.analysis.phases) of a run folder's curves: eval.jsonl / metrics.jsonl read as compare.py reads them.
+"""Phases (chord.analysis.phases) of a run folder's curves, its logs read by chord.analysis.runs.
 
     from chord.analysis.run_phases import read_run_phases
     read_run_phases("runs/math-sft")  # {"aime24": Phases(shift=20, readapt=60, overfit=140, evidence=...), ...}
@@ -10,16 +10,15 @@ eval.save_samples the per-sample results in eval/samples_step_N.jsonl.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chord.analysis.phases import Curve, Phases, Series, binomial_stderr, detect_phases, problem_stderr
+from chord.analysis.runs import AVG_KEY, jsonl_objects, read_folder
 
 Row = Mapping[str, float]
-AVG_KEY = re.compile(r"^(?!overall/)(.+)/avg@(\d+)$")  # "<benchmark>/avg@<k>"
 
 
 def _stderr(
@@ -35,7 +34,8 @@ def curves_from_rows(
 
     SE: problem_stderr from the saved samples when given as sample_se[(benchmark, step)], else binomial_stderr
     over `<benchmark>/problems` x k samples (points without a problem count are left out). A later row of the
-    same step wins, as in compare.py (a staged run re-evaluates the same weights at the next stage's step 0).
+    same step wins, as in chord.analysis.runs (a staged run re-evaluates the same weights at the next stage's
+    step 0).
     """
     by_step = {int(r["step"]): r for r in evals}
     names = sorted({(m[1], int(m[2])) for r in evals for key in r if (m := AVG_KEY.match(key))})
@@ -94,32 +94,6 @@ def phases_from_rows(
     }
 
 
-def _jsonl(path: Path) -> list[dict]:
-    """The JSON objects of a JSONL file; malformed lines are skipped (a killed run's last line)."""
-    out = []
-    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-    return out
-
-
-def _numeric_rows(path: Path) -> list[dict]:
-    """Rows with an integer step, keeping their finite numbers (as compare.read_jsonl does)."""
-    return [
-        {
-            k: v
-            for k, v in r.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        }
-        for r in _jsonl(path)
-        if type(r.get("step")) is int
-    ]
-
-
 def sample_stderrs(folder: Path) -> dict[tuple[str, int], float]:
     """problem_stderr per (benchmark, step) from eval/samples_step_N.jsonl (written with eval.save_samples)."""
     out = {}
@@ -127,7 +101,7 @@ def sample_stderrs(folder: Path) -> dict[tuple[str, int], float]:
         if not (m := re.fullmatch(r"samples_step_(\d+)\.jsonl", path.name)):
             continue
         by_problem: dict[str, dict[object, list[bool]]] = {}
-        for s in _jsonl(path):
+        for s in jsonl_objects(path)[0]:
             if {"benchmark", "problem", "correct"} <= s.keys():
                 by_problem.setdefault(s["benchmark"], {}).setdefault(s["problem"], []).append(
                     bool(s["correct"])
@@ -142,17 +116,9 @@ def sample_stderrs(folder: Path) -> dict[tuple[str, int], float]:
 def read_run_phases(folder: str | Path, *, z: float = 2.0, persist: int = 2) -> dict[str, Phases]:
     """Phases per benchmark of one run folder (metrics.jsonl, eval.jsonl, eval/samples_step_N.jsonl if saved).
 
-    A staged run (stage1-sft/, stage2-rl/) is one timeline only once its steps are offset: compare.py does that
-    and calls phases_from_rows.
+    A staged run (stage1-sft/, stage2-rl/) is one timeline only once its steps are offset: pass the rows of
+    chord.analysis.runs.load_run to phases_from_rows (as benchmarks/compare.py does).
     """
     folder = Path(folder)
-    rows = _numeric_rows(folder / "metrics.jsonl")
-    evals = (
-        _numeric_rows(folder / "eval.jsonl")
-        or [  # older runs: the eval/ keys of metrics.jsonl
-            {"step": r["step"], **{k[5:]: v for k, v in r.items() if k.startswith("eval/")}}
-            for r in rows
-            if any(k.startswith("eval/") for k in r)
-        ]
-    )
+    rows, evals, _ = read_folder(folder)
     return phases_from_rows(evals, rows, z=z, persist=persist, sample_se=sample_stderrs(folder / "eval"))

@@ -105,7 +105,7 @@ class RolloutConfig:
     max_new_tokens: int = 48
     temperature: float = 1.0
     top_p: float = 1.0
-    multiprocess: str = "auto"  # auto (in-process engine at world size 1) | true | false
+    multiprocess: bool | None = None  # None (auto): an in-process engine at world size 1, its own process above
     enforce_eager: bool = True
     kv_cache_gib: float = 1.0  # VLLM_CPU_KVCACHE_SPACE on CPU
     gpu_memory_utilization: float = 0.4  # GPU: share the device with the learner
@@ -115,9 +115,9 @@ class RolloutConfig:
     # several ranks, else rank0. What is sampled does not depend on it (seeds per global prompt slot).
     placement: str = "auto"
     weight_bucket_mb: float = 512.0  # weights reach the engine in buckets of this size (ZeRO-3 gathers a bucket at once)
-    # per_rank on CUDA: release the engine's weights and KV cache while the learner trains (vLLM sleep
-    # level 2), wake and reload before generating. auto = on exactly there; a no-op on CPU.
-    sleep_mode: str = "auto"  # auto | true | false
+    # release the engine's weights and KV cache while the learner trains (vLLM sleep level 2), wake and
+    # reload before generating. None (auto) = on exactly with per_rank on CUDA; a no-op on CPU.
+    sleep_mode: bool | None = None
 
 
 @dataclass
@@ -291,9 +291,7 @@ def validate(cfg: ChordConfig) -> None:
     _require(t.keep_last >= 1, "trainer.keep_last", "must be >= 1")
     _require(t.max_nonfinite_steps >= 1, "trainer.max_nonfinite_steps", "must be >= 1")
     _one_of(r.backend, "rollout.backend", ("vllm", "hf"))
-    _one_of(str(r.multiprocess).lower(), "rollout.multiprocess", ("auto", "true", "false"))
     _one_of(r.placement, "rollout.placement", ("auto", "rank0", "per_rank"))
-    _one_of(str(r.sleep_mode).lower(), "rollout.sleep_mode", ("auto", "true", "false"))
     _require(r.weight_bucket_mb > 0, "rollout.weight_bucket_mb", f"must be > 0, got {r.weight_bucket_mb}")
     _require(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
     _require(r.temperature > 0, "rollout.temperature", "must be > 0 (on-policy sampling)")

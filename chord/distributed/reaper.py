@@ -1,8 +1,8 @@
 """Clean up after a trainer that died without cleaning up (SIGKILL, OOM killer).
 
 A SIGKILLed process runs no handlers, and vLLM's engine-core process (multiprocess mode) outlives
-it, keeping its memory (a GPU's, on a cluster) and the shared-memory weight folder; DeepSpeed's
-shared-memory all-reduce buffers stay in /dev/shm too. `start_reaper` launches this file as a small
+it, keeping its memory (a GPU's, on a cluster); DeepSpeed's shared-memory all-reduce buffers stay
+in /dev/shm too. `start_reaper` launches this file as a small
 detached watcher (`main`) that waits for the trainer to exit, however it exits, then kills the given
 child processes (psutil refuses a reused pid) and removes the given folders and files.
 

@@ -26,12 +26,12 @@ from typing import Any
 
 from chord.config import EVAL_STATS, BenchmarkConfig, ChordConfig, EvalConfig, pass_ks
 from chord.data.loading import DataError, build_prompt_examples, load_rows
-from chord.distributed.exchange import gather_floats, gather_objects
-from chord.distributed.exchange import shard as split
+from chord.distributed.exchange import gather_floats, gather_objects, shard
 from chord.evaluation.exploration import distinct_n, pass_at_k_curve
 from chord.evaluation.metrics import summarize
 from chord.logger import atomic_write_text, say
 from chord.rewards import RewardFn, is_correct, score_all
+from chord.rollout.placement import EngineSlot
 from chord.tasks import builtin_source
 from chord.types import PromptExample, Sampling
 
@@ -84,17 +84,18 @@ def _distinct_2(rollouts: Sequence[Any]) -> list[float]:
 
 
 def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, *, step: int,
-             sampling: Sampling, shard: tuple[int, int, bool] | None = None,
+             sampling: Sampling, engine_slot: EngineSlot | None = None,
              keep_samples: bool = True) -> tuple[dict[str, float], list[dict]]:
     """Generate k samples per problem, grade them; returns (metrics, per-sample rows).
 
-    shard = (engine index, engines, reports): collective; each engine generates and grades a contiguous
+    engine_slot = this rank's EngineSlot (chord.rollout.placement): collective; each engine generates and grades a contiguous
     share of every benchmark's problems (seeded by the problem's index, as one engine would) and the
     graded results are gathered, so every rank returns what a single engine would have measured."""
     metrics: dict[str, float] = {}
     rows: list[dict] = []
     for b in benchmarks:
-        slots = range(len(b.problems)) if shard is None else split(len(b.problems), shard[1], shard[0])
+        slots = range(len(b.problems)) if engine_slot is None else shard(len(b.problems), engine_slot.count,
+                                                                             engine_slot.index)
         # negative step: evaluation seeds never coincide with a training step's rollout seeds
         rollouts = engine.generate([b.problems[i] for i in slots], b.k, -1 - step, sampling=sampling,
                                    slots=slots) if slots else []  # more engines than problems: some get none
@@ -110,8 +111,8 @@ def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, 
                  "correct": bool(c), "reward": s, "truncated": r.truncated, "length": len(r.response_ids)}
                 for j, (r, a, c, s) in enumerate(zip(rollouts, answers, correct, scores.rewards, strict=True))
                 ] if keep_samples else []
-        if shard is not None:  # graded numbers as tensors, in problem order (shards are contiguous, rank-ordered)
-            reports = shard[2]
+        if engine_slot is not None:  # graded numbers as tensors, in problem order (shards are contiguous, rank-ordered)
+            reports = engine_slot.reports
             correct, lengths, truncated, distinct = (gather_floats(x if reports else [])
                                                      for x in (correct, lengths, truncated, distinct))
             errors = sum(gather_floats([errors] if reports else []))

@@ -28,8 +28,6 @@ from chord.learner.weight_buckets import plan_buckets
 from chord.step_metrics import merge
 from chord.types import ScoredTokens, TokenBatch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
 
 def build_ds_config(cfg: ChordConfig, world: int) -> dict[str, Any]:
     """DeepSpeed JSON from the recipe's `deepspeed:` section (or a user file), batch sizes filled in.

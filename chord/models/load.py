@@ -6,6 +6,9 @@ from pathlib import Path
 
 import torch
 
+# model.dtype -> torch dtype: the one map (the schema allows exactly these names)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
 
 class ModelError(ValueError):
     """A model reference that cannot be loaded; one-line message."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from chord.config import RewardConfig
+from chord.logger import say
 
 RewardFn = Callable[[str, str], tuple[float, dict[str, float]]]
 
@@ -83,8 +83,7 @@ def build_reward(cfg: RewardConfig) -> RewardFn:
     unused = [f"reward.{k}" for k in ("format_penalty", "overlong_penalty", "timeout_s", "fallback", "workers")
               if getattr(cfg, k) != getattr(defaults, k)]
     if unused:
-        print(f"chord: warning: {', '.join(unused)} only apply to reward.name=math; ignored for "
-              f"'{cfg.name}'", file=sys.stderr)
+        say(f"warning: {', '.join(unused)} only apply to reward.name=math; ignored for '{cfg.name}'")
     return resolve_reward(cfg.name)
 
 

@@ -11,10 +11,8 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from chord.config import RolloutConfig
-from chord.models.load import load_causal_lm, load_tokenizer
+from chord.models.load import DTYPES, load_causal_lm, load_tokenizer
 from chord.types import PromptExample, Rollout, Sampling
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class HFEngine:

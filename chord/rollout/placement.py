@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from chord.config import ChordConfig
@@ -16,18 +18,26 @@ def placement(cfg: ChordConfig, world: int) -> str:
     return p if world > 1 else "rank0"
 
 
-def engine_group(cfg: ChordConfig, d: Dist) -> tuple[int, int, bool]:
+class EngineSlot(NamedTuple):
+    """This rank's place among the rollout engines."""
+
+    index: int  # which engine this rank's belongs to
+    count: int  # how many engines the run has
+    reports: bool  # whether this rank reports its engine's rollouts (one rank per engine)
+
+
+def engine_group(cfg: ChordConfig, d: Dist) -> EngineSlot:
     """(this rank's engine index, number of engines, whether this rank reports its engine's rollouts).
     per_rank: one engine per rollout.tensor_parallel_size consecutive ranks; rank0: one engine."""
     if placement(cfg, d.world) == "rank0":
-        return 0, 1, d.is_main
+        return EngineSlot(0, 1, d.is_main)
     tp = cfg.rollout.tensor_parallel_size
-    return d.rank // tp, d.world // tp, d.rank % tp == 0
+    return EngineSlot(d.rank // tp, d.world // tp, d.rank % tp == 0)
 
 
 def sleeps(cfg: ChordConfig, world: int) -> bool:
     """Sleep mode: auto = per_rank on CUDA (the learner then has the GPU to itself while it trains)."""
-    s = str(cfg.rollout.sleep_mode).lower()
-    if s == "auto":
+    s = cfg.rollout.sleep_mode
+    if s is None:
         return placement(cfg, world) == "per_rank" and torch.cuda.is_available()
-    return s == "true"
+    return s

@@ -8,9 +8,6 @@ Prints RESULT ok|mismatch and the counts. Used on GPU machines (no vLLM needed) 
 """
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 if __name__ == "__main__":
     import torch

@@ -10,9 +10,6 @@ Each variant builds a fresh learner from MODEL_DIR (same seed) and takes one ste
 """
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 

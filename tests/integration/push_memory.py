@@ -1,6 +1,6 @@
 """Peak extra host memory of one weight push, measured (run by test_weight_push_memory.py).
 
-    python tests/integration/push_memory.py MODEL_DIR BUCKET_MB bucketed|whole
+    python -m tests.integration.push_memory MODEL_DIR BUCKET_MB bucketed|whole
 A real DeepSpeed learner (1 rank, CPU, ZeRO-3) iterates its weight buckets and turns each into what
 an engine process receives (chord.rollout.weight_ext.to_wire: raw bytes), dropping it before the
 next, as VLLMEngine.push_weights does; `whole` first collects every bucket (the old full-model push).
@@ -8,10 +8,6 @@ Prints the peak RSS over the RSS before the push, in bytes (VmHWM after a reset 
 """
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 
 if __name__ == "__main__":
     from benchmarks.bench_loss import _rss as rss  # the /proc/self/status reader the memory benchmarks use

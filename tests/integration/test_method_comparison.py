@@ -59,8 +59,8 @@ def _numbers(run_dir):
 
 
 def test_a_warm_launched_run_computes_what_a_fresh_process_computes(tmp_path, cache):
-    """benchmarks/warm_launch.py forks runs from a server that imported the stack: CHORD-phi (vLLM rollouts,
-    expert data, DeepSpeed) must log the same numbers as the same run started as a fresh process."""
+    """chord.distributed.warm_launch forks runs from a server that imported the stack: CHORD-phi (vLLM
+    rollouts, expert data, DeepSpeed) must log the same numbers as the same run started as a fresh process."""
     out = {}
     for mode in ("warm", "fresh"):
         runs = tmp_path / mode

@@ -165,7 +165,7 @@ def test_export_any_checkpoint_loads_in_transformers_and_vllm(reference, tiny_ca
     assert p.returncode == 2 and "no complete chord checkpoint" in p.stderr
 
     # transformers and vLLM both load the export and agree on log-probs
-    p = run_cli([python(), "tests/integration/vllm_gap.py", str(tmp_path / "step2")])
+    p = run_cli([python(), "-m", "tests.integration.vllm_gap", str(tmp_path / "step2")])
     assert p.returncode == 0, p.stderr[-3000:]
     assert float(p.stdout.strip().split("=")[-1]) <= 1e-4, p.stdout
 

@@ -30,7 +30,7 @@ def model_dir(tmp_path_factory):
 def _peak(model_dir, bucket_mb, mode):
     # a fixed mmap threshold: glibc otherwise raises it as big blocks are freed and keeps later frees in its
     # heap, so RSS would count memory the push already released
-    p = run_cli([python(), "tests/integration/push_memory.py", str(model_dir), str(bucket_mb), mode],
+    p = run_cli([python(), "-m", "tests.integration.push_memory", str(model_dir), str(bucket_mb), mode],
                 env={"MALLOC_MMAP_THRESHOLD_": "65536"})
     assert p.returncode == 0, p.stderr[-3000:]
     peak, sent = map(int, next(x for x in p.stdout.splitlines() if x.startswith("RESULT ")).split()[1:])

@@ -1,13 +1,10 @@
 """Print the worst |learner log-prob - vLLM sampling log-prob| for a saved model folder.
 
-Run as its own process (`python tests/integration/vllm_gap.py FOLDER`) so each vLLM engine in the
+Run as its own process (`python -m tests.integration.vllm_gap FOLDER`) so each vLLM engine in the
 test session starts and dies cleanly.
 """
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 

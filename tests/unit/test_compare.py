@@ -1,20 +1,16 @@
-"""benchmarks/compare.py on hand-made run folders: stage offsets, start/best/final, formatting, the JSON twin,
-PNG files, malformed lines, the missing-metrics error, EMA smoothing and the phases table."""
+"""benchmarks/compare.py and its reader chord.analysis.runs on hand-made run folders: stage offsets,
+start/best/final, formatting, the JSON twin, PNG files, malformed lines, the missing-metrics error, EMA
+smoothing and the phases table."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unit
+from benchmarks import compare
+from chord.analysis.runs import Run, eval_stats, load_run, read_jsonl, series
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("benchmarks_compare", ROOT / "benchmarks" / "compare.py")
-compare = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = compare  # dataclasses look their module up while the class is built
-_spec.loader.exec_module(compare)
+pytestmark = pytest.mark.unit
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -55,19 +51,19 @@ def make_staged(root: Path) -> Path:
 
 
 def test_stage_offsets(tmp_path):
-    run = compare.load_run(make_staged(tmp_path))
+    run = load_run(make_staged(tmp_path))
     assert run.label == "sft_rl" and run.steps == 7
     assert [(s.name, s.start, s.end) for s in run.stages] == [("sft", 0, 4), ("rl", 4, 7)]
     assert run.boundaries == [(4, "rl")]
     train = [(int(r["step"]), r.get("reward/mean")) for r in run.rows if "mu" in r]
     assert train == [(1, None), (2, None), (3, None), (4, None), (5, 0.5), (6, 0.6), (7, 0.7)]
     assert [(int(r["step"]), r["b1/avg@4"]) for r in run.evals] == [(0, 0.0), (2, 0.2), (4, 0.4), (4, 0.4), (7, 0.7)]
-    assert compare.series(run.rows, "entropy/rollout") == ([5, 6, 7], [0.9, 0.8, 0.6])  # SFT zeros left out
-    assert compare.series(run.rows, "entropy/expert") == ([1, 2, 3, 4], [0.5] * 4)
+    assert series(run.rows, "entropy/rollout") == ([5, 6, 7], [0.9, 0.8, 0.6])  # SFT zeros left out
+    assert series(run.rows, "entropy/expert") == ([1, 2, 3, 4], [0.5] * 4)
 
 
 def test_summaries_match_hand_values(tmp_path):
-    runs = [compare.load_run(make_chord(tmp_path)), compare.load_run(make_staged(tmp_path))]
+    runs = [load_run(make_chord(tmp_path)), load_run(make_staged(tmp_path))]
     benches = compare.benchmarks(runs)
     assert benches == ["b1/avg@4", "b2/avg@8"]
     a, b = (compare.summarize(r, "overall/avg", benches) for r in runs)
@@ -84,17 +80,17 @@ def test_summaries_match_hand_values(tmp_path):
 
 
 def test_best_ties_take_earliest_and_length_is_lower_better():
-    run = compare.Run("r", Path("."), evals=[{"step": s, "b/avg@4": v, "b/length_mean": n}
-                                             for s, v, n in [(0, 0.2, 9.0), (3, 0.5, 4.0), (6, 0.5, 4.0), (9, 0.1, 5.0)]])
-    assert compare.eval_stats(run, "b/avg@4") == {"start": 0.2, "best": 0.5, "best_step": 3, "final": 0.1}
-    assert compare.eval_stats(run, "b/length_mean") == {"start": 9.0, "best": 4.0, "best_step": 3, "final": 5.0}
+    run = Run("r", Path("."), evals=[{"step": s, "b/avg@4": v, "b/length_mean": n}
+                                     for s, v, n in [(0, 0.2, 9.0), (3, 0.5, 4.0), (6, 0.5, 4.0), (9, 0.1, 5.0)]])
+    assert eval_stats(run, "b/avg@4") == {"start": 0.2, "best": 0.5, "best_step": 3, "final": 0.1}
+    assert eval_stats(run, "b/length_mean") == {"start": 9.0, "best": 4.0, "best_step": 3, "final": 5.0}
 
 
 def test_malformed_lines_skipped_and_duplicates_last_wins(tmp_path):
     p = tmp_path / "m.jsonl"
     write_jsonl(p, [{"step": 1, "x": 1.0}, {"step": 2, "x": 2.0}, {"step": 1, "x": 3.0, "s": "text"}],
                 extra=("not json", "[1, 2]", '{"step": "3"}', '{"step": true}', "", '{"step": 4, "x": NaN}'))
-    rows, bad = compare.read_jsonl(p)
+    rows, bad = read_jsonl(p)
     assert bad == 4
     assert rows == [{"step": 1, "x": 3.0}, {"step": 2, "x": 2.0}, {"step": 4}]
 
@@ -133,7 +129,7 @@ def test_main_writes_table_json_and_pngs(tmp_path, capsys):
     assert "Malformed lines skipped: CHORD: 2" in md and "How to read" in md
     data = json.loads((out / "comparison.json").read_text())
     assert data["metric"] == "overall/avg" and [r["label"] for r in data["runs"]] == ["CHORD", "sft_rl"]
-    runs = [compare.load_run(a, "CHORD"), compare.load_run(b)]
+    runs = [load_run(a, "CHORD"), load_run(b)]
     assert data["runs"] == [compare.summarize(r, "overall/avg", ["b1/avg@4", "b2/avg@8"]) for r in runs]
     pngs = ["eval_overall_avg.png", "eval_b1_avg@4.png", "eval_b2_avg@8.png", "train_reward.png",
             "train_entropy.png", "train_length.png", "train_mu.png"]
@@ -146,10 +142,10 @@ def test_main_writes_table_json_and_pngs(tmp_path, capsys):
     assert "comparison.md" in capsys.readouterr().out
 
 
-def test_missing_metrics_skip_plots_and_eval_fallback(tmp_path):
-    d = tmp_path / "sft_only"  # no eval.jsonl: evaluations come from metrics.jsonl's eval/ keys; no reward, entropy
-    write_jsonl(d / "metrics.jsonl", [{"step": 0, "eval/b1/avg@4": 0.25, "eval/overall/avg": 0.25}] + [
-        {"step": s, "mu": 1.0, "loss/sft": 1.0} for s in (1, 2)] + [{"step": 3, "mu": 1.0, "eval/overall/avg": 0.5}])
+def test_missing_metrics_skip_plots(tmp_path):
+    d = tmp_path / "sft_only"  # no reward, entropy, length; --metric named as TensorBoard names it (eval/...)
+    write_jsonl(d / "metrics.jsonl", [{"step": s, "mu": 1.0, "loss/sft": 1.0} for s in (1, 2)] + [{"step": 3, "mu": 1.0}])
+    write_jsonl(d / "eval.jsonl", [{"step": 0, "b1/avg@4": 0.25, "overall/avg": 0.25}, {"step": 3, "overall/avg": 0.5}])
     out = tmp_path / "out"
     assert compare.main([str(d), "--out", str(out), "--metric", "eval/overall/avg"]) == 0
     data = json.loads((out / "comparison.json").read_text())["runs"][0]
@@ -173,15 +169,6 @@ def test_folder_without_metrics_exits_2(tmp_path, capsys):
     assert err == f"compare: {empty}: no metrics.jsonl and no stage folders\n"
     assert not out.exists()
     assert compare.main([str(tmp_path / "nope"), "--out", str(out)]) == 2
-
-
-def test_old_metric_names_read_as_current_ones(tmp_path):
-    """Runs written before sft/phi_* became sft/weight_* (the weight of any SFT mode) still compare."""
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "sft/phi_mean": 0.2, "sft/phi_max": 0.25}\n'
-                                            '{"step": 2, "sft/weight_mean": 0.1}\n')
-    rows, bad = compare.read_jsonl(tmp_path / "metrics.jsonl")
-    assert bad == 0 and rows[0]["sft/weight_mean"] == 0.2 and rows[0]["sft/weight_max"] == 0.25
-    assert rows[1]["sft/weight_mean"] == 0.1 and "sft/phi_mean" not in rows[0]
 
 
 def test_phases_table(tmp_path):

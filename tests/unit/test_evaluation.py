@@ -20,6 +20,7 @@ from chord.evaluation.evaluate import (
     write_results,
 )
 from chord.rewards import BUILTIN, build_reward, score_all
+from chord.rollout.placement import EngineSlot
 from chord.types import PromptExample, Rollout, Sampling
 
 pytestmark = pytest.mark.unit
@@ -590,7 +591,7 @@ def _sharded(rank: int, world: int, port: int, out: str, tp: int) -> None:
     benches, engine = _three_benchmarks()
     # tp ranks share one engine (tensor parallel): only its first rank reports what it generated
     m, rows = evaluate(engine, benches, exact, step=3, sampling=SAMPLING,
-                       shard=(rank // tp, world // tp, rank % tp == 0))
+                       engine_slot=EngineSlot(rank // tp, world // tp, rank % tp == 0))
     asked = [c["prompts"][i].prompt_text for c in engine.calls for i in range(len(c["prompts"]))]
     with open(f"{out}/rank{rank}.json", "w") as f:
         json.dump({"metrics": m, "rows": rows, "asked": asked}, f)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import method_comparison as mc
+
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import method_comparison as mc  # noqa: E402
 
 FAKE = r'''
 import json, os, sys

@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAINER = """
 import subprocess, sys, time
 from pathlib import Path
-sys.path.insert(0, sys.argv[2])
 from chord.distributed.reaper import start_reaper
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 start_reaper([Path(sys.argv[1])])
@@ -45,7 +44,6 @@ def test_sigkilled_trainer_is_cleaned_up(tmp_path):
 FILES_TRAINER = """
 import mmap, os, subprocess, sys, time
 from pathlib import Path
-sys.path.insert(0, sys.argv[2])
 from chord.distributed.reaper import start_reaper
 ours, reused = Path(sys.argv[1]) / "ours", Path(sys.argv[1]) / "reused"
 for f in (ours, reused):
@@ -117,7 +115,7 @@ def test_clean_shutdown_removes_this_ranks_deepspeed_buffer(tmp_path, monkeypatc
 def test_trainer_killed_before_the_watcher_is_up_is_still_cleaned_up(tmp_path):
     shm = tmp_path / "weights"
     shm.mkdir()
-    code = ("import os, sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
+    code = ("import os, sys; from pathlib import Path; "
             "from chord.distributed.reaper import start_reaper; start_reaper([Path(sys.argv[1])]); os.kill(os.getpid(), 9)")
     subprocess.run([sys.executable, "-c", code, str(shm), str(ROOT)], timeout=60)
     deadline = time.time() + 15

@@ -1,4 +1,4 @@
-"""benchmarks/warm_launch.py: a forked run behaves as `python SCRIPT ARGS` would (argv, sys.path[0], output,
+"""chord.distributed.warm_launch: a forked run behaves as `python SCRIPT ARGS` would (argv, sys.path[0], output,
 exit status, signals, atexit), one after another from one server; and the fresh-process fallback. (That a forked
 chord run computes what a fresh one does: tests/integration/test_method_comparison.py.)"""
 
@@ -7,14 +7,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from chord.distributed.warm_launch import WarmProcess, WarmServer
+
 pytestmark = pytest.mark.unit
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from warm_launch import WarmProcess, WarmServer  # noqa: E402
 
 SCRIPT = r'''
 import atexit, json, os, sys, time

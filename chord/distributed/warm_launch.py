@@ -13,6 +13,7 @@ Not used where CUDA devices are visible (a process that initialised CUDA must no
 returns ordinary subprocesses. Recipes with loss.impl triton on CPU need TRITON_INTERPRET=1 set before the
 server starts (chord/train.py sets it only before triton's first import, which the server has done).
 
+    from chord.distributed.warm_launch import WarmServer
     server = WarmServer(python, preload=["chord.train", ...], cwd=ROOT, env=env, log=grid_log)
     proc = server.start([script, *args], run_log)  # Popen-like: poll(), wait(), terminate(), returncode
     server.close()
@@ -61,7 +62,9 @@ class WarmServer:
     def _start_server(self) -> None:
         r, w = os.pipe()  # the server's replies; its stdout and stderr are the grid's log
         with open(self.log, "a") as log:
-            # the client's sys.path: the server imports chord from where the client would
+            # this file as a script, not `-m`: importing the chord package first would import torch before
+            # serve() sets PYTORCH_NVML_BASED_CUDA_CHECK. The client's sys.path: the server imports chord
+            # from where the client would
             cmd = [self.python, __file__, "--serve", str(w), json.dumps(sys.path), *self.preload]
             self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE, stdout=log,
                                          stderr=log, pass_fds=(w,))
