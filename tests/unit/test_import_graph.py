@@ -67,3 +67,58 @@ def test_chord_imports_have_no_circle():
     graph = import_graph()
     assert "chord.train" in graph and "chord.config" in graph["chord.train"]  # the walk sees real imports
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+# The house, floor by floor (docs/architecture.md#floors): a module imports only from floors below its own,
+# or from inside its own package. A new package gets a floor here; an import that climbs fails.
+FLOORS = [
+    {"chord", "chord.types", "chord.faults", "chord.logger", "chord.step_metrics", "chord.bin_packing"},
+    {"chord.algo", "chord.config", "chord.batching"},
+    {"chord.data", "chord.distributed", "chord_kernels", "chord.analysis", "chord.spectrum"},
+    {"chord.tasks", "chord.learner"},
+    {"chord.models", "chord.rewards"},
+    {"chord.rollout"},
+    {"chord.evaluation", "chord.checkpoint"},
+    {"chord.build", "chord.export", "chord.diagnose"},  # build_* and the offline command lines
+    {"chord.train", "chord.eval"},  # the command lines that build runs
+]
+MAX_FLAT_MODULES = 14  # .py files directly under chord/: CLIs, the loop's vocabulary, boundary records
+
+
+def unit(module: str) -> str:
+    """chord.x.y -> chord.x (its package or flat module); chord_kernels.* -> chord_kernels."""
+    parts = module.split(".")
+    return "chord_kernels" if parts[0] == "chord_kernels" else ".".join(parts[:2])
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    floor = {u: i for i, units in enumerate(FLOORS) for u in units}
+    bad = []
+    for mod, names in graph.items():
+        for name in names:
+            a, b = unit(mod), unit(name)
+            if a not in floor:
+                bad.append(f"{a} has no floor in FLOORS")
+            elif a != b and floor.get(b, len(FLOORS)) >= floor[a]:
+                bad.append(f"{mod} -> {name} (floor {floor[a]} -> {floor.get(b, '?')})")
+    return sorted(set(bad))
+
+
+def test_the_floor_check_finds_a_planted_climb():
+    assert upward_imports({"chord.algo.x": {"chord.types"}, "chord.types": set()}) == []
+    assert upward_imports({"chord.algo.x": {"chord.learner.y"}}) == ["chord.algo.x -> chord.learner.y (floor 1 -> 3)"]
+    assert upward_imports({"chord.tasks.a": {"chord.learner.b"}}) == ["chord.tasks.a -> chord.learner.b (floor 3 -> 3)"]
+
+
+def test_no_import_climbs_a_floor():
+    assert not (bad := upward_imports(import_graph())), "\n".join(bad)
+
+
+def test_the_top_of_chord_stays_small():
+    flat = sorted(p.name for p in (ROOT / "chord").glob("*.py"))
+    assert len(flat) <= MAX_FLAT_MODULES, f"{len(flat)} modules directly under chord/: {flat}"
+    # every package under chord/ is installed (setup.cfg lists packages explicitly)
+    listed = (ROOT / "setup.cfg").read_text()
+    for pkg in sorted(p.parent for p in (ROOT / "chord").rglob("__init__.py")):
+        name = ".".join(pkg.relative_to(ROOT).parts)
+        assert f"\n    {name}\n" in listed, f"{name} is missing from setup.cfg's packages"
