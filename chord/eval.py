@@ -23,8 +23,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # launched as a script path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chord.config import ChordConfig, ConfigError
-from chord.config.recipe import load_config
+# vLLM is imported only when the engine is built (chord.rollout.vllm_engine, in main)
+from chord.build import quiet_libraries
+from chord.checkpoint import STATE
+from chord.config import ChordConfig, ConfigError, load_config
+from chord.data.loading import DataError
+from chord.evaluation import build_benchmarks, evaluate, markdown_table, sampling_for, write_results
+from chord.export import checkpoint_folder, export
+from chord.logger import RunLogger
+from chord.models.load import ModelError, load_tokenizer, resolve_model_path
+from chord.rewards import RewardError, build_reward
 
 
 def _benchmark(spec: str, a: argparse.Namespace) -> dict:
@@ -57,12 +65,9 @@ def build_config(a: argparse.Namespace) -> ChordConfig:
 
 def resolve_model(target: str, out: Path, cfg: ChordConfig) -> str:
     """A model folder or hub id as is; a chord run or checkpoint folder is exported into out/model."""
-    from chord.checkpoint import STATE
-    from chord.models.load import resolve_model_path
 
     p = Path(target)
     if p.is_dir() and ((p / STATE).is_file() or (p / "checkpoints").is_dir()):
-        from chord.export import checkpoint_folder, export
 
         ckpt = checkpoint_folder(p)
         print(f"chord.eval: exporting {ckpt} -> {out / 'model'}", file=sys.stderr)
@@ -111,9 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.reward is None and a.recipe is None:
         a.reward = "math"
-    from chord.data.loading import DataError
-    from chord.models.load import ModelError
-    from chord.rewards import RewardError
 
     try:
         check_out_dir(a.out)
@@ -125,11 +127,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
-    from chord.build import quiet_libraries
-    from chord.evaluation import build_benchmarks, evaluate, markdown_table, sampling_for, write_results
-    from chord.logger import RunLogger
-    from chord.models.load import load_tokenizer
-    from chord.rewards import build_reward
     from chord.rollout.vllm_engine import VLLMEngine
 
     quiet_libraries()

@@ -14,15 +14,17 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
+from chord.checkpoint import STATE, damage, find_in
+from chord.checkpoint.ds_weights import policy_state_dict
 from chord.config import ChordConfig, ConfigError
-from chord.models.load import ModelError
+from chord.models.load import DTYPES, ModelError, load_causal_lm, load_tokenizer, resolve_model_path
 
 
 def checkpoint_folder(path: Path) -> Path:
     """A step folder as given, or the `latest` one of a run folder or of its checkpoints folder."""
-    from chord.checkpoint import STATE, damage, find_in
 
     if (path / STATE).is_file():
         problem = damage(path)  # sizes and sha256 before DeepSpeed's loader unpickles anything
@@ -37,12 +39,6 @@ def checkpoint_folder(path: Path) -> Path:
 
 
 def export(ckpt: Path, out_dir: Path) -> Path:
-    import torch
-
-    from chord.checkpoint import STATE
-    from chord.checkpoint.ds_weights import policy_state_dict
-    from chord.models.load import DTYPES, load_causal_lm, load_tokenizer, resolve_model_path
-
     try:
         saved = json.loads((ckpt / STATE).read_text())
         cfg: ChordConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ChordConfig),
