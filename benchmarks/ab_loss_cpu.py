@@ -46,9 +46,11 @@ def main() -> int:
     p.add_argument("--v", type=int, default=32000)
     p.add_argument("--chunk", type=int, default=256)
     a = p.parse_args()
-    sha = lambda ref: subprocess.check_output(["git", "rev-parse", "--short=12", ref], cwd=ROOT, text=True).strip()  # noqa: E731
+    sha = lambda ref: subprocess.check_output(["git", "rev-parse", "--short=12", ref], cwd=ROOT,  # noqa: E731
+                                              text=True).strip()
     base_sha, head = sha(a.base), sha("HEAD")
-    dirty = bool(subprocess.check_output(["git", "status", "--porcelain", "kernels", "chord"], cwd=ROOT, text=True).strip())
+    dirty = bool(subprocess.check_output(["git", "status", "--porcelain", "kernels", "chord"], cwd=ROOT,
+                                         text=True).strip())
     with tempfile.TemporaryDirectory() as tmp:
         wt = Path(tmp) / "base"
         subprocess.run(["git", "worktree", "add", "--detach", str(wt), base_sha], cwd=ROOT, check=True,
@@ -59,7 +61,8 @@ def main() -> int:
                 for name, tree in (("base", wt), ("new", ROOT)):
                     r = child(tree, Path(tmp) / f"shim-{name}", a.impl, a.n, a.h, a.v, a.chunk)
                     runs[name].append(r)
-                    print(f"pair {i} {name}: {r['seconds']:.3f} s, extra {r['extra_bytes'] / 2**20:.1f} MiB", flush=True)
+                    print(f"pair {i} {name}: {r['seconds']:.3f} s, extra {r['extra_bytes'] / 2**20:.1f} MiB",
+                          flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT, capture_output=True)
     med = {k: (statistics.median(r["seconds"] for r in v), statistics.median(r["extra_bytes"] for r in v))
@@ -67,7 +70,8 @@ def main() -> int:
     t_ratio, m_ratio = med["new"][0] / med["base"][0], med["new"][1] / med["base"][1]
     spread = {k: (min(r["seconds"] for r in v), max(r["seconds"] for r in v)) for k, v in runs.items()}
     out = ROOT / "benchmarks" / "results" / f"loss_ab_cpu_{dt.date.today().isoformat()}.md"
-    out.write_text(f"""# Fused loss A/B on CPU: {a.impl}, base {base_sha} vs new {head}{' +uncommitted' if dirty else ''}
+    out.write_text(f"""# Fused loss A/B on CPU: {a.impl}, base {base_sha} vs new \
+{head}{' +uncommitted' if dirty else ''}
 
 Command: `python benchmarks/ab_loss_cpu.py {' '.join(sys.argv[1:])}`; {dt.datetime.now().isoformat(timespec='seconds')};
 {os.cpu_count()} cores. One forward + backward incl. dW, N={a.n}, H={a.h}, V={a.v}, fp32, chunk={a.chunk};
@@ -75,7 +79,8 @@ each run a fresh process, base and new interleaved x {a.pairs}.
 
 | | base | new | new / base |
 |---|---|---|---|
-| seconds (median; min-max) | {med['base'][0]:.3f} ({spread['base'][0]:.3f}-{spread['base'][1]:.3f}) | {med['new'][0]:.3f} ({spread['new'][0]:.3f}-{spread['new'][1]:.3f}) | **{t_ratio:.3f}x** |
+| seconds (median; min-max) | {med['base'][0]:.3f} ({spread['base'][0]:.3f}-{spread['base'][1]:.3f}) | \
+{med['new'][0]:.3f} ({spread['new'][0]:.3f}-{spread['new'][1]:.3f}) | **{t_ratio:.3f}x** |
 | peak extra memory MiB (median) | {med['base'][1] / 2**20:.1f} | {med['new'][1] / 2**20:.1f} | **{m_ratio:.3f}x** |
 """)
     print(out.read_text())

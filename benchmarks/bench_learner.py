@@ -36,7 +36,8 @@ VARIANTS = {  # name -> recipe overrides
     "triton": ["loss.impl=triton"],
     "triton+gc": ["loss.impl=triton", "model.gradient_checkpointing=true"],
 }
-PROMPT, RESPONSES, EXPERTS, BUDGET = 512, [9800, 7000, 6000, 4000, 3000, 2500, 1500, 800], [8000, 5000, 3000, 2000], 16384
+PROMPT, RESPONSES, EXPERTS, BUDGET = (512, [9800, 7000, 6000, 4000, 3000, 2500, 1500, 800], [8000, 5000, 3000, 2000],
+                                      16384)
 
 
 def build_model(shape: str, path: Path) -> Path:
@@ -139,7 +140,8 @@ def main() -> int:
     model = build_model(shape, Path(a.work) / shape)
     name = torch.cuda.get_device_name().replace(" ", "_") if a.gpu else "cpu-dry-run"
     stem = RESULTS / f"learner_{name}_{shape}_{dt.date.today().isoformat()}"
-    sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
     results = []
     for variant in VARIANTS:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"TRITON_INTERPRET": "1"} if a.dry_run else {})}

@@ -6,7 +6,8 @@ GPU, one command (kernel tests first, then the benchmark; writes benchmarks/resu
   incl. dW, and forward only (token_logprobs). Measured in the same run: the bare lm_head GEMMs
   (x W^T, dX = dZ W, dW = dZ^T x, bf16 cuBLAS) and, when `liger_kernel` is importable, Liger's fused
   linear cross-entropy and chunked GRPO loss (peers). A config that runs out of memory is recorded
-  as "oom", not dropped. Bars (docs/kernels.md#performance-targets): fwd+bwd <= 1.2 x bare GEMMs; forward <= 1.3 x one GEMM.
+  as "oom", not dropped. Bars (docs/kernels.md#performance-targets): fwd+bwd <= 1.2 x bare GEMMs;
+  forward <= 1.3 x one GEMM.
 CPU (peak extra memory; bar: chunked <= 5% of the full-logits path's extra memory; exit status 1 if missed):
     python benchmarks/bench_loss.py --cpu            # N=8192, H=512, V=32000, fp32
   Each CPU measurement runs in a fresh subprocess and reads the op's peak RSS (VmHWM after
@@ -88,8 +89,8 @@ def cpu_child(impl: str, n: int, h: int, v: int, chunk: int) -> dict:
 def cpu_main(n: int, h: int, v: int, chunk: int) -> bool:
     rows = []
     for impl in ("torch", "chunked"):
-        out = subprocess.check_output([sys.executable, __file__, "--cpu-child", impl, str(n), str(h), str(v), str(chunk)],
-                                      text=True)
+        out = subprocess.check_output([sys.executable, __file__, "--cpu-child", impl, str(n), str(h), str(v),
+                                       str(chunk)], text=True)
         rows.append(json.loads(out.strip().splitlines()[-1]))
     full, chunked = rows
     ratio = chunked["extra_minus_grads"] / full["extra_minus_grads"]
@@ -101,13 +102,16 @@ def cpu_main(n: int, h: int, v: int, chunk: int) -> bool:
         wtr.writeheader()
         for r in rows:
             wtr.writerow({**meta, "impl": r["impl"], "extra_MiB": round(r["extra_bytes"] / 2**20, 1),
-                          "extra_minus_grads_MiB": round(r["extra_minus_grads"] / 2**20, 1), "seconds": round(r["seconds"], 3)})
+                          "extra_minus_grads_MiB": round(r["extra_minus_grads"] / 2**20, 1),
+                          "seconds": round(r["seconds"], 3)})
     lines = [f"# CHORD loss, CPU peak memory ({meta['date']}, commit {meta['commit']}, {meta['cores']} cores)", "",
-             f"N={n}, H={h}, V={v}, fp32, chunk={chunk}; forward + backward incl. dW. 'extra' = peak RSS minus RSS with "
+             f"N={n}, H={h}, V={v}, fp32, chunk={chunk}; forward + backward incl. dW. "
+             "'extra' = peak RSS minus RSS with "
              "inputs allocated; 'net' also subtracts dx and dW, which every implementation must return.", "",
              "| impl | extra MiB | net MiB | seconds |", "|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['impl']} | {r['extra_bytes'] / 2**20:.1f} | {r['extra_minus_grads'] / 2**20:.1f} | {r['seconds']:.2f} |")
+        lines.append(f"| {r['impl']} | {r['extra_bytes'] / 2**20:.1f} | {r['extra_minus_grads'] / 2**20:.1f} | "
+                     f"{r['seconds']:.2f} |")
     raw = chunked["extra_bytes"] / full["extra_bytes"]
     ok = max(ratio, raw) <= 0.05
     lines += ["", f"chunked / full extra memory: **{raw:.1%}**; net of dx and dW: **{ratio:.1%}** "

@@ -67,7 +67,8 @@ def main() -> None:
         mixed_dt = time.perf_counter() - t0
     timeouts = sum(info["timeout"] for _, info in mixed_scores)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     today = datetime.date.today().isoformat()
     lines = [
         f"# Math reward on CPU ({today})", "",
@@ -84,7 +85,8 @@ def main() -> None:
         lines.append(f"| `{shown}` ({len(text):,} chars) | {dt:.2f} | {score:g} | {int(info['timeout'])} |")
     worst = max(dt for _, dt, _, _ in rows)
     lines += ["", f"Worst adversarial case: {worst:.2f} s (budget 2.0 s per sample).",
-              f"Mixed batch (245 realistic + {len(ADVERSARIAL)} adversarial): {mixed_dt:.2f} s, {int(timeouts)} timeouts."]
+              f"Mixed batch (245 realistic + {len(ADVERSARIAL)} adversarial): {mixed_dt:.2f} s, "
+              f"{int(timeouts)} timeouts."]
     text = "\n".join(lines) + "\n"
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / f"math_reward_cpu_{today}.md").write_text(text)

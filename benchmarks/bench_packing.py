@@ -186,7 +186,8 @@ def write_report(args: argparse.Namespace, results: dict[str, list[dict]]) -> No
     tok_ratio = pad["real_tokens"] / pad["forward_tokens"]
     import torch
 
-    device = torch.cuda.get_device_name() if args.gpu else f"cpu ({os.cpu_count()} cores, {platform.processor() or 'x86_64'})"
+    device = (torch.cuda.get_device_name() if args.gpu
+              else f"cpu ({os.cpu_count()} cores, {platform.processor() or 'x86_64'})")
     tag = "gpu" if args.gpu else "cpu"
     out = ROOT / "benchmarks" / "results" / f"packing_{tag}_{dt.date.today().isoformat()}.md"
     per = "\n".join(f"| {v} | {i} | {r['seconds']:.3f} | {r['peak_bytes'] / 2**20:.1f} | {r['micro_batches']} | "
@@ -198,19 +199,24 @@ def write_report(args: argparse.Namespace, results: dict[str, list[dict]]) -> No
 Command: `python benchmarks/bench_packing.py {' '.join(sys.argv[1:])}`
 Commit: {commit()}; date: {dt.datetime.now().isoformat(timespec='seconds')}; device: {device}; torch {torch.__version__}
 Model: Qwen2, hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, {'bf16' if args.gpu else 'fp32'},
-gradient checkpointing {'on' if args.checkpointing else 'off'}; DeepSpeed ZeRO-0, one rank, loss.impl {'auto' if args.gpu else 'chunked'}.
+gradient checkpointing {'on' if args.checkpointing else 'off'}; DeepSpeed ZeRO-0, one rank, \
+loss.impl {'auto' if args.gpu else 'chunked'}.
 Rows: {args.rows} (one in five expert), prompts 30-200 tokens, responses log-normal (median {args.max_response // 6},
 cap {args.max_response}); {pad['real_tokens']} real tokens.
 Padded: {args.rows_per_micro} rows per micro-batch, right-padded. Packed: budget {args.budget} tokens per micro-batch.
 Each run is a fresh subprocess, interleaved padded/packed x {args.repeats}; seconds = median of {args.steps}
-steps after a warm-up step; peak = the step's peak {'allocated CUDA memory' if args.gpu else 'RSS (VmHWM)'} above its start.
+steps after a warm-up step; peak = the step's peak \
+{'allocated CUDA memory' if args.gpu else 'RSS (VmHWM)'} above its start.
 
 | | padded | packed | packed / padded |
 |---|---|---|---|
 | learner step (s, median) | {med['padded']['seconds']:.3f} | {med['packed']['seconds']:.3f} | **{t_ratio:.2f}x** |
-| peak extra memory (MiB, median) | {med['padded']['peak_bytes'] / 2**20:.1f} | {med['packed']['peak_bytes'] / 2**20:.1f} | **{m_ratio:.2f}x** |
-| tokens through the model | {pad['forward_tokens']} | {pack['forward_tokens']} | {pack['forward_tokens'] / pad['forward_tokens']:.2f}x |
-| largest forward (tokens) | {pad['max_forward_tokens']} | {pack['max_forward_tokens']} | {pack['max_forward_tokens'] / pad['max_forward_tokens']:.2f}x |
+| peak extra memory (MiB, median) | {med['padded']['peak_bytes'] / 2**20:.1f} | \
+{med['packed']['peak_bytes'] / 2**20:.1f} | **{m_ratio:.2f}x** |
+| tokens through the model | {pad['forward_tokens']} | {pack['forward_tokens']} | \
+{pack['forward_tokens'] / pad['forward_tokens']:.2f}x |
+| largest forward (tokens) | {pad['max_forward_tokens']} | {pack['max_forward_tokens']} | \
+{pack['max_forward_tokens'] / pad['max_forward_tokens']:.2f}x |
 | micro-batches | {pad['micro_batches']} | {pack['micro_batches']} | |
 
 Real / padded token ratio: {tok_ratio:.2f}. Target (packed <= 0.6x padded in time and memory): **{verdict}**.

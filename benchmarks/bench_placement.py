@@ -44,7 +44,8 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/chord-placement")
     a = ap.parse_args()
     res = {p: run(p, a.steps, Path(a.work)) for p in ("rank0", "per_rank")}
-    sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
     date = dt.date.today().isoformat()
     md = [f"# Rollout placement at 2 ranks: rank0 vs per_rank ({date}, commit {sha})", "",
           f"CPU, 2 cores, tiny model, recipes/tiny.yaml (16 prompts x 8 samples, 16 expert rows), ZeRO-3, fp32; "

@@ -176,14 +176,17 @@ def spectrum_section(runs: list, start: Path, out: Path) -> str:
     from chord.spectrum.report import write_outputs
 
     lines = ["", "## Weights: start -> final (chord.diagnose, k = 1% of rank)", "",
-             "| run | drift mean % | U angle (deg) | V angle (deg) | random (deg) | details |", "|---|---|---|---|---|---|"]
+             "| run | drift mean % | U angle (deg) | V angle (deg) | random (deg) | details |",
+             "|---|---|---|---|---|---|"]
     for r in runs:
         labels, pairs, rows = diagnose([start, final_model(r.path)], (0.01,), progress=False)
         folder = out / "spectrum" / re.sub(r"[^A-Za-z0-9_.-]+", "_", r.label)
         write_outputs(folder, labels, pairs, rows, (0.01,))
-        mean = {k: sum(x[k] for x in rows) / len(rows) for k in ("drift_mean", "angle_u_mean", "angle_v_mean", "base_u_mean")}
+        mean = {k: sum(x[k] for x in rows) / len(rows)
+                for k in ("drift_mean", "angle_u_mean", "angle_v_mean", "base_u_mean")}
         lines.append(f"| {r.label} | {100 * mean['drift_mean']:.2f} | {mean['angle_u_mean']:.2f} | "
-                     f"{mean['angle_v_mean']:.2f} | {mean['base_u_mean']:.2f} | `{folder.relative_to(out)}/summary.md` |")
+                     f"{mean['angle_v_mean']:.2f} | {mean['base_u_mean']:.2f} | "
+                     f"`{folder.relative_to(out)}/summary.md` |")
     return "\n".join(lines) + "\n"
 
 

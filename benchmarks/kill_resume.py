@@ -6,8 +6,8 @@ Each trial launches the run, waits until a random number of steps is logged, sle
 fraction of a step (so the kill lands anywhere: rollout, backward, weight push, checkpoint save;
 checkpoints are written every step) and SIGKILLs the whole process group; then relaunches the same
 command until it finishes. A trial is exact when metrics.jsonl holds each step exactly once, and every
-logged metric of every step (timings aside) and every final weight are bitwise equal to the reference run. Writes a markdown table to
-benchmarks/results/.
+logged metric of every step (timings aside) and every final weight are bitwise equal to the reference run.
+Writes a markdown table to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -110,9 +110,11 @@ def main() -> int:
         exact = once and same_run(ref, out)
         rows.append((trial, "; ".join(kills), code, once, exact))
         print(f"trial {trial}: {'; '.join(kills)} -> exit {code}, rows once: {once}, bit-exact: {exact}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     day = datetime.date.today().isoformat()
-    tag = "" if not args.set else "_" + "_".join(x.split("=")[0].split(".")[-1] + "-" + x.split("=")[1] for x in args.set)
+    tag = "" if not args.set else "_" + "_".join(x.split("=")[0].split(".")[-1] + "-" + x.split("=")[1]
+                                                 for x in args.set)
     tag += f"_seed{args.seed}" if args.seed else ""
     res = ROOT / "benchmarks/results" / f"kill_resume_{args.ranks}rank{tag}_{day}.md"
     lines = [f"# SIGKILL at random moments, then resume ({args.ranks} rank(s), {args.steps} steps, checkpoint "

@@ -140,8 +140,8 @@ def _stage_override(recipe: Path, steps: int) -> str:
 
 
 def plan(a: argparse.Namespace, model: str) -> list[Plan]:
-    common = [f"model.path={model}", f"model.cache_dir={a.cache_dir}", f"trainer.save_every={max(1, a.eval_every)}", "trainer.keep_last=1",
-              "logging.progress_bar=false", f"eval.every={a.eval_every}", f"eval.k={a.k}",
+    common = [f"model.path={model}", f"model.cache_dir={a.cache_dir}", f"trainer.save_every={max(1, a.eval_every)}",
+              "trainer.keep_last=1", "logging.progress_bar=false", f"eval.every={a.eval_every}", f"eval.k={a.k}",
               f"eval.best_metric=id/avg@{a.k}"]
     common.append("eval.benchmarks=" + json.dumps(  # a list: replaced whole
         [{"name": s, "source": f"builtin:{'cards' if s == 'id' else 'cards_ood'}", "k": a.k,
@@ -264,7 +264,8 @@ def run_grid(plans: list[Plan], script: str, server: WarmServer, log: Path) -> N
             continue
         bar.set_postfix_str(p.name)
         state = execute(p, script, server, bar, log)
-        (p.dir / DONE).write_text(json.dumps({**state, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        (p.dir / DONE).write_text(json.dumps({**state,
+                                              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
     bar.close()
 
 
@@ -332,7 +333,8 @@ def phase_rows(results: list[Result]) -> list[str]:
             ph = r.phases.get(split)
             if ph is None:
                 continue
-            cell = [str(getattr(ph, n)) if getattr(ph, n) is not None else "—" for n in ("shift", "readapt", "overfit")]
+            cell = [str(getattr(ph, n)) if getattr(ph, n) is not None else "—"
+                    for n in ("shift", "readapt", "overfit")]
             lines.append(f"| {r.plan.name} | {split.upper()} | " + " | ".join(cell) + " |")
     return lines
 
@@ -495,7 +497,8 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
            "phases": {s: {n: getattr(ph, n) for n in ("shift", "readapt", "overfit")} for s, ph in r.phases.items()}}
           for r in results]
     (out / "results.json").write_text(json.dumps(js, indent=1))
-    runs = ["| run | finished (UTC) | code | attempts | launch | wall time (s) | note |", "|---|---|---|---|---|---|---|"]
+    runs = ["| run | finished (UTC) | code | attempts | launch | wall time (s) | note |",
+            "|---|---|---|---|---|---|---|"]
     for r in results:
         d = r.done
         runs.append(f"| {r.plan.name} | {d.get('finished', '?')} | {d.get('commit', '?')} | {d.get('attempts', '?')} "

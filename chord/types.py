@@ -108,6 +108,7 @@ class TokenBatch:
 
     def to(self, device: torch.device | str) -> TokenBatch:
         """Every tensor on `device` (the learner's accelerator): the one place a batch moves."""
-        moved = {f.name: (v.to(device, non_blocking=True) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+        moved = {f.name: (v.to(device, non_blocking=True) if isinstance(v := getattr(self, f.name), torch.Tensor)
+                          else v)
                  for f in fields(self)}
         return TokenBatch(**moved)

@@ -59,7 +59,8 @@ def _rows(impl: str) -> RowOps:
 def chord_loss(x: torch.Tensor, weight: torch.Tensor, tokens: ScoredTokens, settings: LossSettings, *, mu: float,
                n_rollout: float, n_expert: float, bias: torch.Tensor | None = None, temperature: float = 1.0,
                impl: str = "auto", chunk_size: int = 1024) -> ChordLossOutput:
-    """CHORD loss (docs/algorithm.md#objective) of N scored tokens (hidden states x [N, H]) with the step's *global* token counts."""
+    """CHORD loss (docs/algorithm.md#objective) of N scored tokens (hidden states x [N, H]) with the step's
+    *global* token counts."""
     if settings.kl_coef != 0.0 and tokens.ref_logp is None:
         raise ValueError("kl_coef != 0 needs tokens.ref_logp")
     impl = _resolve(impl, x)

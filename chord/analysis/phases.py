@@ -151,7 +151,8 @@ def detect_phases(
     z: float = 2.0,
     persist: int = 2,
 ) -> Phases:
-    """Label shift / readapt / overfit (module docstring); SFT starts at step `sft_start` (default: the curve's start)."""
+    """Label shift / readapt / overfit (module docstring); SFT starts at step `sft_start`
+    (default: the curve's start)."""
     if persist < 1:
         raise ValueError(f"persist must be >= 1, got {persist}")
     st, acc, se, n = curve.steps, curve.accuracy, curve.stderr, len(curve.steps)

@@ -106,7 +106,8 @@ def read_json_rows(path: Path) -> Rows:
     except DataError:
         if data.lstrip()[:1] == b"[":  # a list cut short: the file is truncated
             raise
-    return _check(path, _lines(data.splitlines()), "holds no rows")  # JSON Lines in a .json file (datasets reads those too)
+    return _check(path, _lines(data.splitlines()), "holds no rows")  # JSON Lines in a .json file
+                                                                     # (datasets reads those too)
 
 
 def _check(path: Path, rows: Rows, no_rows: str) -> Rows:

@@ -40,7 +40,8 @@ class SkipReport:
         if self.total == 0 or self.kept == 0:
             raise DataError(f"{self.summary()}: no usable rows")
         if bad / self.total > max_bad_fraction:
-            raise DataError(f"{self.summary()}: bad fraction {bad / self.total:.1%} > max_bad_fraction {max_bad_fraction:.1%}")
+            raise DataError(f"{self.summary()}: bad fraction {bad / self.total:.1%} > max_bad_fraction "
+                            f"{max_bad_fraction:.1%}")
 
 
 _FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -60,7 +61,8 @@ def load_rows(source: str, split: str = "train"):
         if not files:
             raise DataError(f"data folder '{p}' has no json/jsonl/parquet/csv files")
         if len({_FORMATS[f.suffix] for f in files}) > 1:
-            raise DataError(f"data folder '{p}' mixes formats ({', '.join(sorted({f.suffix for f in files}))}): use one")
+            raise DataError(f"data folder '{p}' mixes formats ({', '.join(sorted({f.suffix for f in files}))}): "
+                            "use one")
         return _local_rows(files)
     if source.startswith((".", "/", "~")) or p.suffix in _FORMATS:
         raise DataError(f"data file '{source}' does not exist")
@@ -189,7 +191,8 @@ def _prompt_example(row: dict, index: int, tokenizer: Any, *, prompt_column: str
         if not prompt.strip():
             raise _Skip("empty_prompt")
         msgs = [{"role": "user", "content": prompt}]
-    elif isinstance(prompt, list) and prompt and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in prompt):
+    elif isinstance(prompt, list) and prompt and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                                     for m in prompt):
         msgs = [{"role": m.get("role", "user"), "content": m["content"]} for m in prompt]
     else:
         raise _Skip("not_a_string")

@@ -44,6 +44,7 @@ class ShuffledStream(Generic[T]):
 
     def load_state_dict(self, state: dict) -> None:
         if state["num_items"] != len(self.items):
-            raise ValueError(f"{self.name}: checkpoint stream has {state['num_items']} rows, data has {len(self.items)}")
+            raise ValueError(f"{self.name}: checkpoint stream has {state['num_items']} rows, "
+                             f"data has {len(self.items)}")
         self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
         self._order = self._permutation(self.epoch)

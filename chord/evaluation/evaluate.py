@@ -88,8 +88,8 @@ def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, 
              keep_samples: bool = True) -> tuple[dict[str, float], list[dict]]:
     """Generate k samples per problem, grade them; returns (metrics, per-sample rows).
 
-    engine_slot = this rank's EngineSlot (chord.rollout.placement): collective; each engine generates and grades a contiguous
-    share of every benchmark's problems (seeded by the problem's index, as one engine would) and the
+    engine_slot = this rank's EngineSlot (chord.rollout.placement): collective; each engine generates and grades a
+    contiguous share of every benchmark's problems (seeded by the problem's index, as one engine would) and the
     graded results are gathered, so every rank returns what a single engine would have measured."""
     metrics: dict[str, float] = {}
     rows: list[dict] = []
@@ -159,7 +159,8 @@ def markdown_table(records: Sequence[dict]) -> str:
     lines = ["| step | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
     for r in records:
         lines.append(f"| {r['step']} | " + " | ".join(_cell(r, k) for k in keys) + " |")
-    return "\n".join(lines) + "\n\n(avg@k, pass@k and truncated_frac in %; length in tokens; overall = mean over benchmarks)\n"
+    return "\n".join(lines) + ("\n\n(avg@k, pass@k and truncated_frac in %; length in tokens; "
+                               "overall = mean over benchmarks)\n")
 
 
 def write_results(out_dir: Path, step: int, metrics: dict[str, float], samples: list[dict] | None) -> None:

@@ -62,7 +62,8 @@ def _warmup(model, tokenizer, seed: int, steps: int, batch: int, lr: float) -> N
         texts = []
         for _ in range(batch):
             a, b = sum_pair(rng)
-            msgs = [{"role": "user", "content": prompt_text(a, b)}, {"role": "assistant", "content": direct_answer(a, b)}]
+            msgs = [{"role": "user", "content": prompt_text(a, b)},
+                    {"role": "assistant", "content": direct_answer(a, b)}]
             texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
         enc = tokenizer(texts, return_tensors="pt", padding=True)
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)

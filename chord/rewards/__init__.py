@@ -3,8 +3,8 @@
 A reward function takes (response_text, ground_truth) and returns (score, info) where info maps
 component names to floats (logged as reward/<name>); one that also accepts a `truncated` keyword
 (the response hit the token limit) receives it, for over-length penalties. An info key `correct`
-(0/1) is what evaluation counts as solved; without it a reward >= 1 counts as solved. Model output is hostile input: rewards parse
-it, never eval/exec it; an exception scores 0 and is counted, it never crashes the step.
+(0/1) is what evaluation counts as solved; without it a reward >= 1 counts as solved. Model output is hostile input:
+rewards parse it, never eval/exec it; an exception scores 0 and is counted, it never crashes the step.
 """
 
 from __future__ import annotations

@@ -174,7 +174,8 @@ def _worker_entry() -> None:
 
 # A fresh interpreter that imports only this module. Not multiprocessing's "spawn": it re-runs the
 # parent's __main__ (chord.train, i.e. torch) in every worker and needs an `if __name__` guard.
-_BOOT = "import sys, json; sys.path[:] = json.loads(sys.argv.pop(1)); import chord.rewards.math_verifier as m; m._worker_entry()"
+_BOOT = ("import sys, json; sys.path[:] = json.loads(sys.argv.pop(1)); "
+         "import chord.rewards.math_verifier as m; m._worker_entry()")
 
 
 # ---------------------------------------------------------------- the pool (parent side)

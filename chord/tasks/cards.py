@@ -111,7 +111,8 @@ def arithmetic_fact(rng: random.Random) -> str:
 
 def value_fact(hand: Hand, rule: str) -> str:
     """Plain text the base is pretrained on: what a hand's cards are worth under a rule (not the answer)."""
-    return f"If {RULE_TEXT[rule][:-1]}: {', '.join(hand)} are worth {', '.join(str(card_value(c, rule)) for c in hand)}."
+    return (f"If {RULE_TEXT[rule][:-1]}: {', '.join(hand)} are worth "
+            f"{', '.join(str(card_value(c, rule)) for c in hand)}.")
 
 
 def worked_sum(rng: random.Random) -> tuple[str, str]:

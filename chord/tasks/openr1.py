@@ -104,7 +104,8 @@ def tokenizer_lengths(name_or_path: str) -> LengthFn:
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot load tokenizer '{name_or_path}': {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+        raise DataError(f"cannot load tokenizer '{name_or_path}': "
+                        f"{(str(e).splitlines() or [type(e).__name__])[0]}") from None
 
     def lengths(texts: list[str]) -> list[int]:
         if not texts:

@@ -30,7 +30,8 @@ def _gone(pattern: str, before: set, wait_s: float = 20.0) -> list[str]:
 
 def test_one_rank_sigkill_leaves_no_weight_folder(tiny_cache, tmp_path):
     before = {p.name for p in SHM.glob("chord_weights_*")}
-    p = run_cli([python(), "chord/train.py", *_args(tiny_cache, tmp_path / "run")], env={"CHORD_TEST_KILL_AT_STEP": "2"})
+    p = run_cli([python(), "chord/train.py", *_args(tiny_cache, tmp_path / "run")],
+                env={"CHORD_TEST_KILL_AT_STEP": "2"})
     assert p.returncode != 0
     assert _gone("chord_weights_*", before) == []
 

@@ -42,7 +42,8 @@ def test_quick_grid_produces_table_plots_and_phases_from_real_runs(tmp_path, cac
     assert "GRPO/seed0 |" not in md.split("## Phases per run")[1]
     for png in ("eval_id.png", "eval_ood.png", "train_reward.png"):
         assert (out / png).stat().st_size > 5000
-    assert wall < 180, f"the CI grid took {wall:.0f} s"  # measured 101 s warm (25 s base build); 153 s + build --no-warm
+    assert wall < 180, f"the CI grid took {wall:.0f} s"  # measured 101 s warm (25 s base build);
+                                                         # 153 s + build --no-warm
     # a rerun skips every finished run: only the report is rebuilt
     t1 = time.perf_counter()
     assert run_cli([sys.executable, "benchmarks/method_comparison.py", "--quick", "--runs", str(runs), "--out",

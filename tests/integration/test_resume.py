@@ -65,7 +65,8 @@ def _only(reference, ranks, why):
 def test_kill_during_checkpoint_save_then_resume(reference, tiny_cache, tmp_path):
     ranks, extra, ref = reference
     if (ranks, extra) == (2, ()):
-        pytest.skip("2 ranks: the ZeRO-3 packed layout covers it (CI time); the ZeRO-0 reference serves the world-size test")
+        pytest.skip("2 ranks: the ZeRO-3 packed layout covers it (CI time); "
+                    "the ZeRO-0 reference serves the world-size test")
     out = tmp_path / "run"
     p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_CRASH_IN_SAVE": "4"}, *extra)  # SIGKILL between files
     assert p.returncode != 0 and (out / "checkpoints/.tmp-step_4").is_dir()
@@ -155,7 +156,8 @@ def test_export_any_checkpoint_loads_in_transformers_and_vllm(reference, tiny_ca
     ref = _only(reference, 1, "the checkpoint format does not depend on the rank count at ZeRO-0")
     p = run_cli([python(), "-m", "chord.export", str(ref), str(tmp_path / "latest")])
     assert p.returncode == 0, p.stderr[-3000:]
-    latest, final = load_file(str(tmp_path / "latest/model.safetensors")), load_file(str(ref / "final/model.safetensors"))
+    latest, final = (load_file(str(tmp_path / "latest/model.safetensors")),
+                     load_file(str(ref / "final/model.safetensors")))
     assert latest.keys() == final.keys() and all(torch.equal(latest[k], final[k]) for k in final)
     p = run_cli([python(), "-m", "chord.export", str(ref / "checkpoints/step_2"), str(tmp_path / "step2")])
     assert p.returncode == 0, p.stderr[-3000:]

@@ -101,7 +101,8 @@ def test_eval_cli_matches_in_training_evaluation(staged_run, tiny_cache, tmp_pat
     assert "| 0 |" in p.stdout and (tmp_path / "ev" / "eval" / "samples_step_0.jsonl").is_file()
     # a run folder is exported from its latest checkpoint first
     p = run_cli([python(), "-m", "chord.eval", str(out / "stage2-rl"), "--out", str(tmp_path / "ev2"), "--k", "1",
-                 "--data", f"tiny={_eval_file(tiny_cache)}", "--max-problems", "4", "--set", f"model.cache_dir={tiny_cache}"])
+                 "--data", f"tiny={_eval_file(tiny_cache)}", "--max-problems", "4",
+                 "--set", f"model.cache_dir={tiny_cache}"])
     assert p.returncode == 0, p.stderr[-3000:]
     assert (tmp_path / "ev2" / "model" / "model.safetensors").is_file()
     assert set(_rows(tmp_path / "ev2" / "eval.jsonl")[0]) >= {"tiny/avg@1", "tiny/pass@1", "overall/avg"}

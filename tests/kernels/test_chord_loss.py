@@ -39,7 +39,8 @@ def make(case: str, n: int, h: int, v: int, seed: int = 0, temperature: float = 
     w = torch.randn(v, h, generator=g) * 0.7
     b = torch.randn(v, generator=g) * 0.1
     y = torch.randint(0, v, (n,), generator=g)
-    lp = torch.log_softmax(logits_reference(x, w, b, temperature, torch.float64), -1).gather(-1, y[:, None])[:, 0].float()
+    lp = torch.log_softmax(logits_reference(x, w, b, temperature, torch.float64),
+                           -1).gather(-1, y[:, None])[:, 0].float()
     kind = torch.randint(0, 3, (n,), generator=g)
     adv = torch.randn(n, generator=g)
     old = lp + 0.3 * torch.randn(n, generator=g)  # ratios inside and outside the clip window
@@ -116,7 +117,8 @@ CASES = [
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("case,over", CASES, ids=[f"{c}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for c, o in CASES])
+@pytest.mark.parametrize("case,over", CASES,
+                         ids=[f"{c}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for c, o in CASES])
 def test_fp32_matches_float64_reference(impl, shape, case, over):
     x, w, b, y, kind, old, adv, ref = make(case, *shape, temperature=over.get("temperature", 1.0))
     kw = kwargs(shape[0], kind, **over)
@@ -156,7 +158,8 @@ def test_split_with_global_denominators_equals_full_batch(impl):
     x, w, b, y, kind, old, adv, ref = make("mixed", 50, 33, 130, seed=3)
     kw = kwargs(50, kind, entropy_coef=0.02)
     full = run(impl, x, w, b, y, kind, old, adv, ref, kw)
-    parts = [run(impl, x[sl], w, b, y[sl], kind[sl], old[sl], adv[sl], ref[sl], kw) for sl in (slice(0, 21), slice(21, 50))]
+    parts = [run(impl, x[sl], w, b, y[sl], kind[sl], old[sl], adv[sl], ref[sl], kw)
+             for sl in (slice(0, 21), slice(21, 50))]
     close(parts[0][0] + parts[1][0], full[0], 1e-5, "loss")
     close(parts[0][4] + parts[1][4], full[4], 1e-5, "dW")
     close(torch.cat([parts[0][3], parts[1][3]]), full[3], 1e-5, "dx")
@@ -205,7 +208,8 @@ def test_empty_terms_are_exactly_zero_never_nan(impl):
 def test_chunk_size_does_not_change_the_result(impl):
     x, w, b, y, kind, old, adv, ref = make("mixed", 50, 33, 130, seed=13)
     kw = kwargs(50, kind, entropy_coef=0.01, kl_coef=0.05)
-    a, c = run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=1), run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=64)
+    a, c = (run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=1),
+            run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=64))
     for u, v, what in zip(a, c, ("loss", "logp", "entropy", "dx", "dW", "db")):
         close(u, v, 1e-5, what)
 
@@ -215,10 +219,13 @@ def test_import_without_triton():
     code = ("import sys; sys.modules['triton'] = None\n"
             "import torch, chord_kernels\n"
             "x = torch.randn(3, 4, requires_grad=True); w = torch.randn(5, 4, requires_grad=True)\n"
-            "t = chord_kernels.ScoredTokens(torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0]), torch.zeros(3), torch.ones(3))\n"
+            "t = chord_kernels.ScoredTokens(torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0]), "
+            "torch.zeros(3), torch.ones(3))\n"
             "o = chord_kernels.chord_loss(x, w, t, chord_kernels.LossSettings(), mu=0.5, n_rollout=1, n_expert=1)\n"
-            "o.loss.backward(); assert x.grad is not None and 'triton' not in [m for m in sys.modules if sys.modules[m]]\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+            "o.loss.backward(); assert x.grad is not None and "
+            "'triton' not in [m for m in sys.modules if sys.modules[m]]\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert p.returncode == 0, p.stderr[-2000:]
 
 
@@ -243,7 +250,8 @@ def test_cuda_bf16_realistic_shape(impl):
         close(a.cpu(), e, 1e-2, what)
 
 
-@pytest.mark.parametrize("case,over", CASES, ids=[f"{c}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for c, o in CASES])
+@pytest.mark.parametrize("case,over", CASES,
+                         ids=[f"{c}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for c, o in CASES])
 def test_autograd_token_gradients_equal_the_hand_derivation(case, over):
     """g = dL/dlogp and h = dL/dH from autograd on chord.algo.chord_loss == the closed forms in oracle.py."""
     x, w, b, y, kind, old, adv, ref = make(case, 50, 33, 130, temperature=over.get("temperature", 1.0))

@@ -19,7 +19,8 @@ def test_group_advantages_hand_values():
     r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 2.0, 2.0, 2.0]])
     a = group_advantages(r)
     std = torch.tensor([1.0, 0.0, 0.0, 1.0]).std(unbiased=True).item()  # 0.5774
-    assert a[0].tolist() == pytest.approx([0.5 / (std + 1e-6), -0.5 / (std + 1e-6)] * 1 + [-0.5 / (std + 1e-6), 0.5 / (std + 1e-6)], rel=1e-6)
+    assert a[0].tolist() == pytest.approx([0.5 / (std + 1e-6), -0.5 / (std + 1e-6)] * 1
+                                          + [-0.5 / (std + 1e-6), 0.5 / (std + 1e-6)], rel=1e-6)
     assert a[1].abs().max().item() == 0.0  # a group with one reward has no signal
 
 
@@ -28,7 +29,8 @@ def test_group_of_one_uses_mean0_std1():
     assert a.flatten().tolist() == pytest.approx([0.7 / (1 + 1e-6), 0.0])
 
 
-@pytest.mark.parametrize("step,expected", [(1, 0.8999), (50, 0.776), (100, 0.475), (150, 0.175), (200, 0.05), (900, 0.05)])
+@pytest.mark.parametrize("step,expected", [(1, 0.8999), (50, 0.776), (100, 0.475), (150, 0.175), (200, 0.05),
+                                           (900, 0.05)])
 def test_mu_schedule_chord_mu_values(step, expected):
     assert mu_at(step, peak=0.9, valley=0.05, warmup_steps=0, decay_steps=200) == pytest.approx(expected, abs=6e-4)
 
@@ -156,7 +158,8 @@ def test_kl_and_entropy_terms():
                        n_expert=3, ref_logp=ref)
     exp_kl = k3_kl(logp, ref)[kind == ROLLOUT].sum().item() / 6
     assert kl.item() - base.item() == pytest.approx(0.8 * 0.5 * exp_kl, rel=1e-5)
-    en, _ = chord_loss(logp, ent, kind, old, adv, mu=0.2, settings=LossSettings(entropy_coef=0.1), n_rollout=6, n_expert=3)
+    en, _ = chord_loss(logp, ent, kind, old, adv, mu=0.2, settings=LossSettings(entropy_coef=0.1), n_rollout=6,
+                       n_expert=3)
     assert en.item() - base.item() == pytest.approx(-0.8 * 0.1 * ent[kind == ROLLOUT].sum().item() / 6, rel=1e-5)
     with pytest.raises(ValueError):
         chord_loss(logp, ent, kind, old, adv, mu=0.2, settings=LossSettings(kl_coef=0.5), n_rollout=6, n_expert=3)

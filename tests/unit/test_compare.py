@@ -144,7 +144,8 @@ def test_main_writes_table_json_and_pngs(tmp_path, capsys):
 
 def test_missing_metrics_skip_plots(tmp_path):
     d = tmp_path / "sft_only"  # no reward, entropy, length; --metric named as TensorBoard names it (eval/...)
-    write_jsonl(d / "metrics.jsonl", [{"step": s, "mu": 1.0, "loss/sft": 1.0} for s in (1, 2)] + [{"step": 3, "mu": 1.0}])
+    write_jsonl(d / "metrics.jsonl",
+                [{"step": s, "mu": 1.0, "loss/sft": 1.0} for s in (1, 2)] + [{"step": 3, "mu": 1.0}])
     write_jsonl(d / "eval.jsonl", [{"step": 0, "b1/avg@4": 0.25, "overall/avg": 0.25}, {"step": 3, "overall/avg": 0.5}])
     out = tmp_path / "out"
     assert compare.main([str(d), "--out", str(out), "--metric", "eval/overall/avg"]) == 0
@@ -196,7 +197,8 @@ def test_phases_table(tmp_path):
     md = (out / "comparison.md").read_text()
     table = md[md.index("## Phases"):md.index("## Plots")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[4:] if line.startswith("|")]
-    assert rows == [["CHORD", "id", "10", "40", "80"], ["sft_rl", "id", "10", "40", "—"], ["grpo", "—", "—", "—", "—"]]
+    assert rows == [["CHORD", "id", "10", "40", "80"], ["sft_rl", "id", "10", "40", "—"],
+                    ["grpo", "—", "—", "—", "—"]]
 
 
 def _tiny_model(path: Path, seed: int) -> Path:
@@ -221,7 +223,8 @@ def test_spectrum_section_diagnoses_each_final_model_against_the_start(tmp_path,
     out = tmp_path / "cmp"
     assert compare.main([f"{run}=CHORD", f"{same}=SAME", "--out", str(out), "--spectrum", str(start)]) == 0
     text = (out / "comparison.md").read_text()
-    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith(("| CHORD", "| SAME"))}
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+            if line.startswith(("| CHORD", "| SAME"))}
     chord_row = rows["CHORD"].split(" | ")
     same_row = rows["SAME"].split(" | ")
     assert float(same_row[1]) == 0.0 and float(same_row[2]) == 0.0  # identical weights: no drift, no rotation

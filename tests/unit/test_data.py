@@ -167,7 +167,8 @@ def test_json_list_columns_and_jsonl_in_json(tok, tmp_path):
 
 @pytest.mark.parametrize("body,needle", [
     ("def f(:\n    pass\n", "does not compile: invalid syntax"),
-    ("raise RuntimeError('no GPU here\\nsecond line')\n", "importing 'broken_reward_mod' raised RuntimeError: no GPU here"),
+    ("raise RuntimeError('no GPU here\\nsecond line')\n",
+     "importing 'broken_reward_mod' raised RuntimeError: no GPU here"),
 ])
 def test_reward_module_that_fails_at_import_is_one_line(tmp_path, monkeypatch, body, needle):
     (tmp_path / "broken_reward_mod.py").write_text(body)

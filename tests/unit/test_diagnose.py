@@ -299,7 +299,8 @@ def test_cli_bad_input_is_one_line_exit_2(models, tmp_path, capsys):
         ([str(tmp_path / "run"), str(models["a"])], "python -m chord.export"),
         ([str(models["a"]), str(models["b"]), "--matrices", "q,zz"], "unknown type"),
         (
-            f"repair layer-reset --target {models['a']} --donor {models['wide']} --layers 0 --out {tmp_path / 'x'}".split(),
+            (f"repair layer-reset --target {models['a']} --donor {models['wide']} --layers 0 "
+             f"--out {tmp_path / 'x'}").split(),
             "shape",
         ),
     ]

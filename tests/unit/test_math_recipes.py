@@ -44,13 +44,15 @@ def test_real_recipes_hold_the_paper_settings(real):
         assert c.data.prompts.system_prompt == SYSTEM_PROMPT  # the prompt the SFT traces were prepared with
         assert {b.name for b in c.eval.benchmarks} == {"aime24", "aime25", "amc", "math500"}
         k = {b.name: b.k or c.eval.k for b in c.eval.benchmarks}
-        assert k["aime24"] == k["aime25"] == 32 and k["amc"] == 8  # avg@32 AIME, avg@8 AMC (docs/algorithm.md#paper-math-setting)
+        assert k["aime24"] == k["aime25"] == 32 and k["amc"] == 8  # avg@32 AIME, avg@8 AMC
+                                                                   # (docs/algorithm.md#paper-math-setting)
         assert c.eval.temperature == 1.0 and c.reward.name == "math"
         if c.data.expert.source is not None and uses_expert(c):
             assert c.data.expert.source.endswith("sft.jsonl")  # python -m chord.tasks.openr1 output
         if uses_rl(c):
             t = c.trainer
-            assert (t.prompts_per_step, t.samples_per_prompt, t.lr) == (32, 8, 1e-6)  # docs/algorithm.md#paper-math-setting
+            # docs/algorithm.md#paper-math-setting
+            assert (t.prompts_per_step, t.samples_per_prompt, t.lr) == (32, 8, 1e-6)
             assert c.data.prompts.source.endswith("rl.jsonl") and c.rollout.max_new_tokens >= 10_000
             assert t.weight_decay == 0.01 and t.grad_clip == 1.0 and t.lr_schedule == "constant"
         if uses_rl(c) and uses_expert(c):

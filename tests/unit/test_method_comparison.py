@@ -21,7 +21,8 @@ out, seed = Path(args["run.output_dir"]), int(args["run.seed"])
 log = Path(os.environ["FAKE_LOG"]); log.open("a").write(json.dumps(sys.argv[1:]) + "\n")
 if os.environ.get("FAKE_FAIL") and "CHORD-mu" in str(out):
     print("boom: a crash"); sys.exit(3)
-stages = json.loads(args["stages"]) if "stages" in args else [{"name": "", "trainer": {"steps": int(args["trainer.steps"])}}]
+stages = (json.loads(args["stages"]) if "stages" in args
+          else [{"name": "", "trainer": {"steps": int(args["trainer.steps"])}}])
 bonus = {"SFT": 0.0, "GRPO": 0.2, "SFT-then-RL": 0.3, "CHORD-mu": 0.4, "CHORD-phi": 0.1}[out.parent.name]
 if os.environ.get("FAKE_SWAP") and out.parent.name == "CHORD-phi":
     bonus = 0.5

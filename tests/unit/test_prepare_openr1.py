@@ -75,7 +75,8 @@ def _read_jsonl(path):
 
 
 def _good_in_source(row):
-    return [g for g, c in zip(row["generations"], row["correctness_math_verify"]) if c is True and len(g) <= 4 * MAX_TOKENS]
+    return [g for g, c in zip(row["generations"], row["correctness_math_verify"])
+            if c is True and len(g) <= 4 * MAX_TOKENS]
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +164,8 @@ def test_deterministic_and_hashed(source, default_run, tmp_path, monkeypatch):
     assert not list(again.glob(".*tmp*"))  # no temp file left behind
     other = tmp_path / "other"
     assert _run(source, other, "--sft-problems", "10", "--rl-problems", "8", "--seed", "2") == 0
-    assert {r["uuid"] for r in _read_jsonl(other / "sft.jsonl")} != {r["uuid"] for r in _read_jsonl(again / "sft.jsonl")}
+    assert ({r["uuid"] for r in _read_jsonl(other / "sft.jsonl")}
+            != {r["uuid"] for r in _read_jsonl(again / "sft.jsonl")})
 
 
 def test_shortfall_is_recorded_not_fatal(source, tmp_path, capsys):

@@ -52,8 +52,10 @@ start_reaper([], [str(ours), str(reused)])
 # another run (not a child: the reaper would kill it) maps a new file of the same name
 reused.unlink()
 reused.write_bytes(bytes(4096))
-code = "import mmap, sys, time; f = open(sys.argv[1], 'r+b'); m = mmap.mmap(f.fileno(), 0); print('mapped', flush=True); time.sleep(600)"
-other = subprocess.Popen([sys.executable, "-c", code, str(reused)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+code = "import mmap, sys, time; f = open(sys.argv[1], 'r+b'); m = mmap.mmap(f.fileno(), 0); \
+print('mapped', flush=True); time.sleep(600)"
+other = subprocess.Popen([sys.executable, "-c", code, str(reused)], stdout=subprocess.PIPE, text=True, \
+start_new_session=True)
 other.stdout.readline()
 print(other.pid, flush=True)
 time.sleep(600)
@@ -106,7 +108,8 @@ def test_clean_shutdown_removes_this_ranks_deepspeed_buffer(tmp_path, monkeypatc
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     distributed.init_distributed()
-    buf = tmp_path / f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ['MASTER_ADDR']}_{os.environ['MASTER_PORT']}_0"
+    buf = tmp_path / (f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ['MASTER_ADDR']}_"
+                      f"{os.environ['MASTER_PORT']}_0")
     buf.write_bytes(b"\0" * 16)  # what DeepSpeed's shm_initialize leaves
     distributed.shutdown()
     assert not buf.exists()
@@ -116,7 +119,8 @@ def test_trainer_killed_before_the_watcher_is_up_is_still_cleaned_up(tmp_path):
     shm = tmp_path / "weights"
     shm.mkdir()
     code = ("import os, sys; from pathlib import Path; "
-            "from chord.distributed.reaper import start_reaper; start_reaper([Path(sys.argv[1])]); os.kill(os.getpid(), 9)")
+            "from chord.distributed.reaper import start_reaper; start_reaper([Path(sys.argv[1])]); "
+            "os.kill(os.getpid(), 9)")
     subprocess.run([sys.executable, "-c", code, str(shm), str(ROOT)], timeout=60)
     deadline = time.time() + 15
     while time.time() < deadline and shm.exists():

@@ -44,5 +44,6 @@ def test_eval_refuses_a_training_runs_folder_as_out(tmp_path, marker):
     p = subprocess.run([sys.executable, "-m", "chord.eval", str(run), "--data", "x=nope.jsonl", "--out", str(run)],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
-    assert p.stderr.strip().splitlines()[-1].startswith(f"chord.eval: ConfigError: --out {run} is a training run's folder")
+    assert p.stderr.strip().splitlines()[-1].startswith(f"chord.eval: ConfigError: --out {run} "
+                                                        "is a training run's folder")
     assert (run / "eval.jsonl").read_text() == '{"step": 10, "overall/avg": 0.5}\n'

@@ -161,7 +161,8 @@ def test_out_of_range_stage_override(index):
     ("stages.0.trainer.stepz=1",
      "unknown key 'stages.0.trainer.stepz' (did you mean 'stages.0.trainer.steps'?)"),
     ("stages.1.trainr.steps=1", "unknown key 'stages.1.trainr' (did you mean 'stages.1.trainer'?)"),
-    ("stages.1.algorithm.mu.peek=1", "unknown key 'stages.1.algorithm.mu.peek' (did you mean 'stages.1.algorithm.mu.peak'?)"),
+    ("stages.1.algorithm.mu.peek=1",
+     "unknown key 'stages.1.algorithm.mu.peek' (did you mean 'stages.1.algorithm.mu.peak'?)"),
 ])
 def test_unknown_key_in_a_stage_override(override, expected):
     assert _error(TINY, [override]) == expected
@@ -201,7 +202,8 @@ BAD = {
     "run_in_stage": ([{**SFT, "run": {"seed": 1}}, RL], "unknown key 'stages.0.run' (run, model"),
     "stages_in_stage": ([{**SFT, "stages": []}, RL], "unknown key 'stages.0.stages' (run, model"),
     "typo_section": ([SFT, {**RL, "trainr": {"steps": 1}}], "'stages.1.trainr' (did you mean 'stages.1.trainer'?)"),
-    "typo_key": ([SFT, {**RL, "trainer": {"lrr": 1.0}}], "'stages.1.trainer.lrr' (did you mean 'stages.1.trainer.lr'?)"),
+    "typo_key": ([SFT, {**RL, "trainer": {"lrr": 1.0}}],
+                 "'stages.1.trainer.lrr' (did you mean 'stages.1.trainer.lr'?)"),
     "typo_benchmark_key": ([{**SFT, "eval": {"benchmarks": [{**BENCH, "kk": 2}]}}, RL],
                            "unknown key 'stages.0.eval.benchmarks.0.kk'"),
     "not_a_mapping": (["sft", RL], "'stages.0' must be a mapping"),
