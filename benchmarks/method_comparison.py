@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -265,7 +265,7 @@ def run_grid(plans: list[Plan], script: str, server: WarmServer, log: Path) -> N
         bar.set_postfix_str(p.name)
         state = execute(p, script, server, bar, log)
         (p.dir / DONE).write_text(json.dumps({**state,
-                                              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+                                              "finished": datetime.now(UTC).isoformat(timespec="seconds")}))
     bar.close()
 
 
@@ -505,7 +505,7 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
                     f"| {d.get('launch', 'subprocess')} | {r.wall_s:.0f} | {d.get('note', '')} |")
     (out / "provenance.md").write_text("\n".join([
         "# Provenance", "",
-        f"- date: {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}; commit: {git_commit()}",
+        f"- date: {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}; commit: {git_commit()}",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, {platform.platform()}",
         f"- command: python benchmarks/method_comparison.py {' '.join(sys.argv[1:])}",
         f"- base model: {model}; runs in {a.runs}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from chord.config import ChordConfig, ConfigError, evaluates, needs_engine, to_yaml, uses_expert, uses_rl
+from chord.config import ChordConfig, evaluates, needs_engine, to_yaml, uses_expert, uses_rl
 from chord.data.loading import build_expert_examples, build_prompt_examples, load_rows
 from chord.data.streams import ShuffledStream
 from chord.distributed import Dist, barrier
@@ -21,7 +22,7 @@ from chord.logger import RunLogger, say
 from chord.models.load import DTYPES, load_causal_lm, load_tokenizer, resolve_model_path
 from chord.rewards import RewardFn, build_reward
 from chord.rollout import RolloutEngine
-from chord.rollout.placement import placement, sleeps
+from chord.rollout.placement import engine_mode, placement, sleeps
 from chord.tasks import builtin_source
 from chord.types import LoopState
 
@@ -59,10 +60,25 @@ class Run:
 
             was_initialized = dist.is_initialized()
             self.engine.close()
-            if restore_after_engine(was_initialized):
+            if restore_after_engine(was_initialized, self.dist.timeout):
                 self.learner.forget_process_groups()  # DeepSpeed caches groups of the destroyed one
         if callable(getattr(self.reward_fn, "close", None)):
             self.reward_fn.close()  # the math reward's verifier processes
+
+
+def set_numerics(cfg: ChordConfig) -> None:
+    """Settings that Triton and vLLM read when first imported: call before anything is built."""
+    if cfg.loss.impl == "triton" and not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton runs on CPU only through its interpreter
+    if cfg.model.dtype == "float32" and not cfg.deepspeed.bf16:
+        # fp32 runs hold learner and vLLM log-probs within trainer.max_logprob_gap (1e-3). On CUDA vLLM's
+        # fp32 attention is Triton's, whose dots default to TF32 (a 10-bit mantissa, ~5e-4 per product):
+        # both sides true fp32 (an explicit TRITON_F32_DEFAULT, e.g. tf32 to measure the gap, is kept)
+        os.environ.setdefault("TRITON_F32_DEFAULT", "ieee")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    if cfg.rollout.batch_invariant:  # vLLM reads it at import (vllm/envs.py)
+        os.environ["VLLM_BATCH_INVARIANT"] = "1"
 
 
 def seed_everything(seed: int) -> None:
@@ -110,18 +126,9 @@ def build_data(cfg: ChordConfig, tokenizer: Any) -> tuple[ShuffledStream | None,
 def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> RolloutEngine | None:
     """rank0: one engine on rank 0 (its own process when there are several ranks); per_rank: one in
     every rank, inside the rank's process (vLLM's external_launcher)."""
-    per_rank = placement(cfg, d.world) == "per_rank"
-    if not needs_engine(cfg) or not (per_rank or d.is_main):
+    if not needs_engine(cfg) or not (placement(cfg, d.world) == "per_rank" or d.is_main):
         return None
-    mp = cfg.rollout.multiprocess
-    multiprocess = not per_rank and (d.world > 1 if mp is None else mp)
-    if d.world > 1 and not per_rank and not multiprocess:
-        raise ConfigError("'rollout.multiprocess' must not be false with several ranks (in-process vLLM deadlocks)")
-    if per_rank and cfg.rollout.backend != "vllm":
-        raise ConfigError("'rollout.placement: per_rank' needs rollout.backend: vllm")
-    if per_rank and d.world % cfg.rollout.tensor_parallel_size:
-        raise ConfigError(f"'rollout.tensor_parallel_size' ({cfg.rollout.tensor_parallel_size}) must divide the "
-                          f"number of ranks ({d.world}) with rollout.placement: per_rank")
+    per_rank, multiprocess = engine_mode(cfg, d.world)
     e, p = cfg.eval, cfg.data.prompts
     max_len = max(p.max_prompt_length + cfg.rollout.max_new_tokens,
                   (e.max_prompt_length or p.max_prompt_length) + (e.max_new_tokens or cfg.rollout.max_new_tokens))
@@ -136,17 +143,18 @@ def build_engine(cfg: ChordConfig, model_path: str, d: Dist) -> RolloutEngine | 
 
 
 def build_learner(cfg: ChordConfig, model_path: str) -> Learner:
-    from chord.learner.deepspeed_learner import DeepSpeedLearner
+    from chord.learner.deepspeed_learner import DeepSpeedLearner, partitioned_loading
     from chord.learner.varlen_attention import attention_for
 
     # packed micro-batches need varlen attention; it runs padded batches as plain SDPA too
     attn = attention_for(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    model = load_causal_lm(model_path, DTYPES[cfg.model.dtype], attn)
+    ref = None
+    with partitioned_loading(cfg):  # ZeRO-3: each rank's host holds only its shard of the weights
+        model = load_causal_lm(model_path, DTYPES[cfg.model.dtype], attn)
+        if cfg.algorithm.kl_coef != 0.0:
+            ref = load_causal_lm(model_path, DTYPES[cfg.model.dtype], attn).eval()
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    ref = None
-    if cfg.algorithm.kl_coef != 0.0:
-        ref = load_causal_lm(model_path, DTYPES[cfg.model.dtype], attn).eval()
     return DeepSpeedLearner(model, cfg, ref_model=ref)
 
 
@@ -162,6 +170,8 @@ def quiet_libraries() -> None:
 
 def build_run(cfg: ChordConfig, d: Dist) -> Run:
     reward_fn = build_reward(cfg.reward)  # a bad reference fails before anything is built
+    if needs_engine(cfg):
+        engine_mode(cfg, d.world)  # so does an engine that cannot work (e.g. tensor parallel in-process)
     quiet_libraries()
     seed_everything(cfg.run.seed)
     out_dir = Path(cfg.run.output_dir)

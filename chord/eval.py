@@ -24,15 +24,17 @@ if __package__ in (None, ""):  # launched as a script path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # vLLM is imported only when the engine is built (chord.rollout.vllm_engine, in main)
-from chord.build import quiet_libraries
+from chord.build import quiet_libraries, set_numerics
 from chord.checkpoint import STATE
 from chord.config import ChordConfig, ConfigError, load_config
+from chord.config.versions import check_versions
 from chord.data.loading import DataError
 from chord.evaluation import build_benchmarks, evaluate, markdown_table, sampling_for, write_results
 from chord.export import checkpoint_folder, export
 from chord.logger import RunLogger
 from chord.models.load import ModelError, load_tokenizer, resolve_model_path
 from chord.rewards import RewardError, build_reward
+from chord.rollout.placement import engine_mode
 
 
 def _benchmark(spec: str, a: argparse.Namespace) -> dict:
@@ -129,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
 def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
     from chord.rollout.vllm_engine import VLLMEngine
 
+    if warning := check_versions(["vllm"], cfg.run.allow_untested_versions):
+        print(f"chord.eval: {warning}", file=sys.stderr)
+    # tensor parallel needs vLLM's multiprocess executor: an in-process one would wait for its peers
+    _, multiprocess = engine_mode(cfg, world=1)
+    set_numerics(cfg)
     quiet_libraries()
     reward_fn = build_reward(cfg.reward)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +147,7 @@ def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
     sampling = sampling_for(e, cfg.rollout.max_new_tokens)
     max_len = max(len(x.prompt_ids) for b in benchmarks for x in b.problems) + sampling.max_new_tokens
     engine = VLLMEngine(model_path, cfg.rollout, seed=cfg.run.seed, dtype=cfg.model.dtype, max_model_len=max_len,
-                        multiprocess=False)
+                        multiprocess=multiprocess)
     try:
         metrics, rows = evaluate(engine, benchmarks, reward_fn, step=0, sampling=sampling)
     finally:

@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 from dataclasses import asdict
+from datetime import timedelta
 
 if __package__ in (None, ""):  # launched as a script path: make `import chord` find this checkout
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
@@ -33,7 +34,7 @@ from chord import checkpoint, faults
 from chord.algo.advantage import group_advantages
 from chord.algo.mu_schedule import mu_at
 from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
-from chord.build import Run, build_run
+from chord.build import Run, build_run, set_numerics
 from chord.config import (
     ChordConfig,
     ConfigError,
@@ -45,6 +46,7 @@ from chord.config import (
     to_yaml,
     uses_rl,
 )
+from chord.config.versions import check_versions, packages_for
 from chord.data.loading import DataError
 from chord.distributed import Dist, broadcast, init_distributed, shm, shutdown
 from chord.distributed.exchange import all_gather_rollouts, gather_floats, shard
@@ -56,6 +58,8 @@ from chord.models.load import ModelError
 from chord.rewards import RewardError, is_correct, score_all
 from chord.rollout.placement import engine_group, placement, sleeps
 from chord.step_metrics import all_reduce, drop_absent, to_floats
+
+NO_WEIGHTS = -1  # run.state.engine_step of a sleeping engine: it holds no weights until the next push
 
 
 class StaleWeightsError(RuntimeError):
@@ -72,6 +76,9 @@ def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list
     group, engines, reports = engine_group(run.cfg, run.dist)
     local: list = []
     errors = 0
+    if run.state.engine_step != step - 1:  # asleep, or a resumed run: the weights of the last step first
+        with timed(times, "weight_sync"):
+            push_weights(run, step - 1)
     if run.engine is not None:
         slots = shard(len(prompts), engines, group)
         with timed(times, "generate"):
@@ -84,8 +91,7 @@ def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list
         for r, s, info in zip(local, scores.rewards, scores.info, strict=True):
             r.reward, r.reward_info = s, info
         errors = scores.errors
-        if sleeps(run.cfg, run.dist.world):
-            run.engine.sleep()  # the learner gets the memory back until the next push
+    sleep_engine(run)  # the learner gets the memory back until the next push
     with timed(times, "exchange"):
         rollouts = all_gather_rollouts(local if reports else [])
         gen = gather_floats([times.get("time/generate", 0.0), float(errors)] if reports else [])
@@ -147,8 +153,7 @@ def train(run: Run) -> tuple[dict[str, float], bool]:
     if start == 0 and d.is_main:
         set_aside_old_logs(run.out_dir)
     run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=start)
-    if start and uses_rl(cfg):
-        push_weights(run, start)  # restored weights into vLLM before the first rollout
+    sleep_engine(run)  # nothing generates until the first rollout or evaluation pushes weights
     if cfg.eval.at_start and evaluates(cfg) and start == 0:
         run.logger.log(0, run_eval(run, 0))  # the starting point of every curve
     stop = checkpoint.StopFlag()
@@ -178,10 +183,11 @@ def train(run: Run) -> tuple[dict[str, float], bool]:
             check_gap(cfg, m, step)
             run.state.nonfinite_streak = run.state.nonfinite_streak + 1 if m["optim/skipped"] else 0
             check_nonfinite(run, step)
-            # a skipped step left the weights as vLLM has them, unless the engine released them (sleep mode)
-            if uses_rl(cfg) and (not m["optim/skipped"] or sleeps(cfg, d.world)):
+            if uses_rl(cfg) and not m["optim/skipped"]:
                 with timed(times, "weight_sync"):
                     push_weights(run, step)
+            elif uses_rl(cfg) and run.state.engine_step == step - 1:
+                run.state.engine_step = step  # a skipped step left the weights as the engine holds them
         if eval_due(cfg, step):
             with timed(times, "eval"):
                 m.update(run_eval(run, step))
@@ -228,6 +234,16 @@ def push_weights(run: Run, step: int) -> None:
     run.state.engine_step = step
 
 
+def sleep_engine(run: Run) -> None:
+    """Sleep mode (CUDA): the engine releases its weights and KV cache for the learner; every rank records
+    that it holds no weights, so the next rollout or evaluation pushes them first (and wakes it)."""
+    if not sleeps(run.cfg, run.dist.world) or run.state.engine_step == NO_WEIGHTS:
+        return
+    if run.engine is not None:
+        run.engine.sleep()
+    run.state.engine_step = NO_WEIGHTS
+
+
 def eval_due(cfg: ChordConfig, step: int) -> bool:
     e = cfg.eval
     return bool(e.benchmarks) and ((e.every > 0 and step % e.every == 0) or (e.at_end and step == cfg.trainer.steps))
@@ -237,7 +253,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
     """Collective: the engine(s) evaluate the current weights (per_rank: each its share of the problems);
     a better eval.best_metric re-exports best/."""
     e = run.cfg.eval
-    if run.state.engine_step != step:  # SFT runs push weights only for evaluation
+    if run.state.engine_step != step:  # SFT runs push weights only for evaluation; a sleeping engine needs them
         push_weights(run, step)
     result = None
     sharded = placement(run.cfg, run.dist.world) == "per_rank"
@@ -248,6 +264,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
                                    keep_samples=e.save_samples)
         if run.dist.is_main:
             write_results(run.out_dir, step, result, samples if e.save_samples else None)
+    sleep_engine(run)  # an SFT run's engine too: it holds no memory between evaluations
     metrics: dict[str, float] = result if sharded else broadcast(result)
     value = metrics[e.best_metric]
     if new_best(step, value, run.state.best["value"] if run.state.best else None, e.best_mode, e.best_includes_start):
@@ -288,10 +305,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# ---- {st.label}: resolved config\n{to_yaml(st.cfg)}", end="")
         print(to_yaml(cfg) if not cfg.stages else "", end="")
         return 0
-    if cfg.loss.impl == "triton" and not torch.cuda.is_available():
-        # Triton runs on CPU only through its interpreter, chosen when triton is first imported
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    d = init_distributed()
+    try:
+        if warning := check_versions(packages_for(cfg), cfg.run.allow_untested_versions):
+            say(warning)
+    except ConfigError as e:
+        say(f"config error: {e}", main_only=False)
+        return 2
+    set_numerics(cfg)
+    d = init_distributed(timedelta(minutes=cfg.run.dist_timeout_minutes))
     try:
         if not cfg.stages:
             return run_stage(cfg, d)[0]

@@ -26,6 +26,12 @@ class RunConfig:
     name: str = "chord"
     output_dir: str = "runs/${run.name}"  # checkpoints, metrics.jsonl, TensorBoard events
     seed: int = 0  # seeds torch, data order and vLLM sampling
+    # process-group timeout (every init_process_group, the re-created one too). NCCL's own default is 10 min;
+    # ranks wait that long on rank 0 while it alone evaluates or exports best/ (rollout.placement: rank0).
+    dist_timeout_minutes: float = 120.0
+    # vLLM and DeepSpeed outside the versions chord is tested with stop the run at start-up (exit 2);
+    # true runs anyway, with a warning (docs/usage.md#gpu-clusters)
+    allow_untested_versions: bool = False
 
 
 @dataclass
@@ -118,6 +124,9 @@ class RolloutConfig:
     # release the engine's weights and KV cache while the learner trains (vLLM sleep level 2), wake and
     # reload before generating. None (auto) = on exactly with per_rank on CUDA; a no-op on CPU.
     sleep_mode: bool | None = None
+    # vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT=1; NVIDIA GPUs of compute capability >= 9.0):
+    # what is sampled then does not depend on how requests are batched, as it never does on CPU in fp32
+    batch_invariant: bool = False
 
 
 @dataclass
@@ -292,6 +301,7 @@ def validate(cfg: ChordConfig) -> None:
     _require(t.max_nonfinite_steps >= 1, "trainer.max_nonfinite_steps", "must be >= 1")
     _one_of(r.backend, "rollout.backend", ("vllm", "hf"))
     _one_of(r.placement, "rollout.placement", ("auto", "rank0", "per_rank"))
+    _require(cfg.run.dist_timeout_minutes > 0, "run.dist_timeout_minutes", "must be > 0")
     _require(r.weight_bucket_mb > 0, "rollout.weight_bucket_mb", f"must be > 0, got {r.weight_bucket_mb}")
     _require(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
     _require(r.temperature > 0, "rollout.temperature", "must be > 0 (on-policy sampling)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ class Dist:
     rank: int
     world: int
     local_rank: int
+    timeout: timedelta | None = None  # the process group's (run.dist_timeout_minutes); None: torch's default
 
     @property
     def is_main(self) -> bool:
@@ -30,8 +32,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_distributed() -> Dist:
-    """Join the launcher's process group, or make a group of one for a plain `python` launch."""
+def init_distributed(timeout: timedelta | None = None) -> Dist:
+    """Join the launcher's process group, or make a group of one for a plain `python` launch.
+
+    `timeout` bounds every collective: NCCL's own default is 10 minutes, shorter than the phases in which
+    the other ranks wait on rank 0 alone (evaluation with rollout.placement: rank0, best/ export)."""
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(_free_port()))
@@ -39,18 +44,24 @@ def init_distributed() -> Dist:
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
     if not dist.is_initialized():
-        if torch.cuda.is_available():  # bind NCCL to this rank's GPU: no guessing (and no warning) at a barrier
-            dist.init_process_group(backend="nccl", device_id=torch.device("cuda", local))
-        else:
-            dist.init_process_group(backend="gloo")
+        _init_group(torch.device("cuda", local) if torch.cuda.is_available() else None, timeout)
     shm.remember(dist.get_world_size())
-    return Dist(dist.get_rank(), dist.get_world_size(), local)
+    return Dist(dist.get_rank(), dist.get_world_size(), local, timeout)
+
+
+def _init_group(device: torch.device | None, timeout: timedelta | None) -> None:
+    """NCCL bound to this rank's GPU (no guessing, and no warning, at a barrier) on CUDA; gloo elsewhere."""
+    kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    if device is not None:
+        dist.init_process_group(backend="nccl", device_id=device, **kwargs)  # timeout: run.dist_timeout_minutes
+    else:
+        dist.init_process_group(backend="gloo", **kwargs)  # timeout: run.dist_timeout_minutes
 
 
 _restores = 0
 
 
-def restore_after_engine(was_initialized: bool) -> bool:
+def restore_after_engine(was_initialized: bool, timeout: timedelta | None = None) -> bool:
     """An in-process vLLM engine (world size 1, or one per rank with external_launcher) destroys torch's
     default process group when it shuts down; the run's last barrier and a staged run's next stage need
     it again. Returns True if it was re-created."""
@@ -66,10 +77,7 @@ def restore_after_engine(was_initialized: bool) -> bool:
         os.environ["TORCHELASTIC_USE_AGENT_STORE"] = "False"
         base = int(os.environ.setdefault("CHORD_BASE_MASTER_PORT", os.environ["MASTER_PORT"]))
         os.environ["MASTER_PORT"] = str(1024 + (base - 1024 + 97 * _restores) % (65535 - 1024))
-    if torch.cuda.is_available():
-        dist.init_process_group(backend="nccl", device_id=torch.device("cuda", torch.cuda.current_device()))
-    else:
-        dist.init_process_group(backend="gloo")
+    _init_group(torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None, timeout)
     return True
 
 

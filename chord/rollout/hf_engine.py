@@ -12,6 +12,7 @@ import torch
 
 from chord.config import RolloutConfig
 from chord.models.load import DTYPES, load_causal_lm, load_tokenizer
+from chord.rollout.seeds import request_seed
 from chord.types import PromptExample, Rollout, Sampling
 
 
@@ -32,7 +33,7 @@ class HFEngine:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         rollouts: list[Rollout] = []
         for g, p in zip(slots, prompts, strict=True):
-            torch.manual_seed((self.generator_seed * 1_000_003 + step * 10_007 + g) % 2**63)  # per (step, slot)
+            torch.manual_seed(request_seed(self.generator_seed, step, g, samples))  # per (step, slot)
             ids = torch.tensor([p.prompt_ids] * samples)
             out = self.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from chord.config import ChordConfig
+from chord.config import ChordConfig, ConfigError
 from chord.distributed import Dist
 
 
@@ -36,8 +36,32 @@ def engine_group(cfg: ChordConfig, d: Dist) -> EngineSlot:
 
 
 def sleeps(cfg: ChordConfig, world: int) -> bool:
-    """Sleep mode: auto = per_rank on CUDA (the learner then has the GPU to itself while it trains)."""
+    """Sleep mode: auto = per_rank on CUDA (the learner then has the GPU to itself while it trains); on CUDA
+    only (vLLM's sleep mode needs its CuMem allocator)."""
     s = cfg.rollout.sleep_mode
     if s is None:
         return placement(cfg, world) == "per_rank" and torch.cuda.is_available()
-    return s
+    return s and torch.cuda.is_available()  # vLLM's sleep mode is CUDA-only: elsewhere nothing sleeps
+
+
+def engine_mode(cfg: ChordConfig, world: int) -> tuple[bool, bool]:
+    """(per_rank, multiprocess) of the rollout engine, or a one-line ConfigError for a combination that
+    cannot work; called before anything is built (docs/architecture.md#rollout-placement)."""
+    r = cfg.rollout
+    per_rank = placement(cfg, world) == "per_rank"
+    tp = r.tensor_parallel_size
+    # an in-process engine (vLLM's `uni` executor) runs one worker: it deadlocks inside a job of several
+    # ranks (it reuses the job's process group) and waits forever for tensor-parallel peers
+    multiprocess = not per_rank and ((world > 1 or tp > 1) if r.multiprocess is None else r.multiprocess)
+    if world > 1 and not per_rank and not multiprocess:
+        raise ConfigError("'rollout.multiprocess' must not be false with several ranks (in-process vLLM deadlocks)")
+    if tp > 1 and not per_rank and not multiprocess and r.backend == "vllm":
+        raise ConfigError(f"'rollout.tensor_parallel_size' ({tp}) needs a multiprocess engine: with "
+                          "rollout.multiprocess=false vLLM runs one worker in this process, which would wait "
+                          "forever for its tensor-parallel peers")
+    if per_rank and r.backend != "vllm":
+        raise ConfigError("'rollout.placement: per_rank' needs rollout.backend: vllm")
+    if per_rank and world % tp:
+        raise ConfigError(f"'rollout.tensor_parallel_size' ({tp}) must divide the number of ranks ({world}) "
+                          "with rollout.placement: per_rank")
+    return per_rank, multiprocess

@@ -10,13 +10,57 @@ buckets; with sleep mode (CUDA) the engine releases its weights and KV cache whi
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
 from chord.config import RolloutConfig
+from chord.config.versions import installed, release
+from chord.logger import say
+from chord.rollout.seeds import request_seed
 from chord.types import PromptExample, Rollout, Sampling
+
+
+def engine_kwargs(cfg: RolloutConfig, *, multiprocess: bool, per_rank: bool, cuda: bool, sleeps: bool,
+                  vllm_version: tuple[int, ...]) -> dict[str, Any]:
+    """The LLM(...) arguments that depend on placement, device and vLLM release (docs/usage.md#gpu-clusters)."""
+    kwargs: dict[str, Any] = {}
+    if per_rank:  # an engine inside every rank of the torch.distributed job (TRL's colocate mode)
+        kwargs["distributed_executor_backend"] = "external_launcher"
+    elif not multiprocess:
+        # one worker in this process: it cannot host tensor-parallel peers (vLLM would wait for them)
+        if cfg.tensor_parallel_size > 1:
+            raise ValueError("an in-process vLLM engine runs one worker: tensor_parallel_size > 1 needs a "
+                             "multiprocess engine")
+        kwargs["distributed_executor_backend"] = "uni"
+    if not cuda:
+        # per-request seeds (exact resume) crash vLLM's CPU sampler under chunked prefill
+        kwargs["enable_chunked_prefill"] = False
+    if sleeps:
+        kwargs["enable_sleep_mode"] = True
+    if cuda and not multiprocess and vllm_version >= (0, 34):
+        # vLLM 0.34's extensible KV cache caps torch's memory for the whole process after warm-up, and
+        # sleep does not lift the cap: the learner sharing this process could not grow into the memory
+        # sleep released (vllm/v1/worker/extensible_kv_cache.py, set_torch_memory_limit)
+        kwargs["enable_extensible_kv_cache"] = False
+    return kwargs
+
+
+def cumem_in_use() -> int:
+    """Bytes vLLM's sleep-mode allocator still holds in this process (0 without CUDA or sleep mode).
+
+    vLLM 0.32/0.33 assert it is 0 before a second sleep-mode engine loads its weights ("CuMem
+    allocator can only be used for one instance per process"), e.g. a staged recipe's next stage."""
+    if not torch.cuda.is_available():
+        return 0
+    try:
+        from vllm.device_allocator.cumem import CuMemAllocator
+    except ImportError:
+        return 0
+    return int(CuMemAllocator.get_instance().get_current_usage())
 
 
 class VLLMEngine:
@@ -45,16 +89,12 @@ class VLLMEngine:
         self.seed = seed
         self.sleeps = sleep and torch.cuda.is_available()  # vLLM's sleep mode is CUDA-only; a no-op elsewhere
         self.asleep = False
-        kwargs = {}
-        if per_rank:  # an engine inside every rank of the torch.distributed job (TRL's colocate mode)
-            kwargs["distributed_executor_backend"] = "external_launcher"
-        elif not multiprocess:
-            kwargs["distributed_executor_backend"] = "uni"
-        if not torch.cuda.is_available():
-            # per-request seeds (exact resume) crash vLLM's CPU sampler under chunked prefill
-            kwargs["enable_chunked_prefill"] = False
-        if self.sleeps:
-            kwargs["enable_sleep_mode"] = True
+        kwargs = engine_kwargs(cfg, multiprocess=multiprocess, per_rank=per_rank, cuda=torch.cuda.is_available(),
+                               sleeps=self.sleeps, vllm_version=release(installed("vllm") or "0"))
+        if self.sleeps and (held := cumem_in_use()):
+            raise RuntimeError(f"an earlier sleep-mode vLLM engine in this process still holds {held / 2**20:.0f} "
+                               "MiB: vLLM allows one per process (set rollout.sleep_mode=false, or run the "
+                               "stages as separate launches)")
         self.llm = LLM(
             model=model_path,
             dtype=dtype,
@@ -70,6 +110,10 @@ class VLLMEngine:
         )
         # a SIGKILLed trainer must not leave the engine process (and its memory) running
         self._reaper = start_reaper([]) if multiprocess else None
+        with contextlib.suppress(Exception):  # informative only; an older worker may lack the RPC
+            backends = sorted({b for r in self.llm.collective_rpc("chord_attention_backends") for b in r})
+            f32 = os.environ.get("TRITON_F32_DEFAULT", "tf32 (Triton's default)")
+            say(f"vLLM {installed('vllm')}: attention {', '.join(backends)}; {dtype}, Triton fp32 dots: {f32}")
 
     def generate(self, prompts: Sequence[PromptExample], samples: int, step: int,
                  sampling: Sampling | None = None, slots: Sequence[int] | None = None) -> list[Rollout]:
@@ -81,14 +125,15 @@ class VLLMEngine:
 
         s = sampling or Sampling(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
         # One seed per (run seed, step, prompt slot): a resumed step samples exactly what the
-        # uninterrupted run sampled, whatever the engine did before.
+        # uninterrupted run sampled, whatever the engine did before. vLLM seeds sample k of a request
+        # with seed + k: request_seed keeps the slots' seed ranges apart.
         params = [SamplingParams(
             n=samples,
             temperature=s.temperature,
             top_p=s.top_p,
             max_tokens=s.max_new_tokens,
             logprobs=0,  # the sampled token's own log-prob
-            seed=(self.seed * 1_000_003 + step * 10_007 + i) % 2**31,
+            seed=request_seed(self.seed, step, i, samples),
         ) for i in slots]
         reqs = [TokensPrompt(prompt_token_ids=list(p.prompt_ids)) for p in prompts]
         outs = self.llm.generate(reqs, params, use_tqdm=False)
@@ -136,4 +181,9 @@ class VLLMEngine:
         with contextlib.suppress(Exception):
             self.llm.llm_engine.engine_core.shutdown()
         del self.llm
+        # free every tensor of this engine now (a reference cycle would keep sleep-mode memory, which a
+        # second engine in this process needs to be zero), and hand the cached blocks back to the driver
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 

@@ -45,10 +45,12 @@ class WeightSyncExtension:
     NaN log-probs)."""
 
     def chord_reload_begin(self: Any) -> None:
+        from vllm.config import set_current_vllm_config
         from vllm.model_executor.model_loader.reload.layerwise import initialize_layerwise_reload
 
         self._chord_loaded = 0
-        initialize_layerwise_reload(self.model_runner.get_model())
+        with set_current_vllm_config(self.vllm_config):  # as vLLM's own Worker.start_weight_update runs it
+            initialize_layerwise_reload(self.model_runner.get_model())
 
     def chord_reload_bucket(self: Any, payload: list) -> int:
         """payload: (name, tensor) pairs (same process) or to_wire tuples (another process)."""
@@ -71,3 +73,12 @@ class WeightSyncExtension:
             if hasattr(runner, reset):
                 getattr(runner, reset)()
         return self._chord_loaded
+
+    def chord_attention_backends(self: Any) -> list[str]:
+        """The attention backends the model's layers run (fp32 on CUDA: TRITON_ATTN, whose dots default
+        to TF32 unless TRITON_F32_DEFAULT=ieee), for the start-up log and the GPU smoke test."""
+        from vllm.model_executor.layers.attention_layer_base import AttentionLayerBase
+
+        names = {m.get_attn_backend().get_name() for m in self.model_runner.get_model().modules()
+                 if isinstance(m, AttentionLayerBase)}
+        return sorted(names)

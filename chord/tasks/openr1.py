@@ -44,7 +44,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -287,7 +287,7 @@ def prepare(out_dir: str | Path, *, source: str = DEFAULT_SOURCE, split: str = "
         "sft_generation": "first_good",
         "length_measure": f"tokenizer:{tokenizer}" if tokenizer else "chars/4",
         "max_tokens": max_tokens,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     try:
         from chord import __version__
