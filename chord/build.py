@@ -1,4 +1,7 @@
-"""Small build_* functions that turn a validated config into the pieces of a run (docs/architecture.md#build-functions)."""
+"""Small build_* functions that turn a validated config into the pieces of a run.
+
+See docs/architecture.md#build-functions.
+"""
 
 from __future__ import annotations
 

@@ -120,7 +120,8 @@ class RolloutConfig:
     # external_launcher) generates that rank's share of the prompt groups. auto: per_rank on CUDA with
     # several ranks, else rank0. What is sampled does not depend on it (seeds per global prompt slot).
     placement: str = "auto"
-    weight_bucket_mb: float = 512.0  # weights reach the engine in buckets of this size (ZeRO-3 gathers a bucket at once)
+    # weights reach the engine in buckets of this size (ZeRO-3 gathers a bucket at once)
+    weight_bucket_mb: float = 512.0
     # release the engine's weights and KV cache while the learner trains (vLLM sleep level 2), wake and
     # reload before generating. None (auto) = on exactly with per_rank on CUDA; a no-op on CPU.
     sleep_mode: bool | None = None
@@ -169,7 +170,8 @@ class BenchmarkConfig:
     """One evaluation set: problems with ground-truth answers (AIME, AMC, MATH-500 layouts)."""
 
     name: str = "???"  # metric prefix: eval/<name>/avg@k ...
-    source: str = "???"  # builtin:tiny|tiny_math|points24|points24_ood|cards|cards_ood | local jsonl/json/parquet | hub id
+    # builtin:tiny|tiny_math|points24|points24_ood|cards|cards_ood | local jsonl/json/parquet | hub id
+    source: str = "???"
     split: str = "test"
     prompt_column: str | None = None  # null: the first of problem, Problem, question, Question, prompt, query
     answer_column: str | None = None  # null: the first of answer, Answer, final_answer, expected_answer
@@ -192,7 +194,8 @@ class EvalConfig:
     max_prompt_length: int | None = None  # null: data.prompts.max_prompt_length
     system_prompt: str | None = None  # null: data.prompts.system_prompt
     max_bad_fraction: float = 0.0  # skipped problems change the benchmark: fail by default
-    best_metric: str = "overall/avg"  # selects checkpoints/best: overall/avg|pass|length_mean|... or <bench>/avg@k|pass@j|distinct_2
+    # selects checkpoints/best: overall/avg|pass|length_mean|... or <bench>/avg@k|pass@j|distinct_2
+    best_metric: str = "overall/avg"
     best_mode: str = "max"  # max | min
     # false: the step-0 evaluation (the starting weights) never becomes best/, so an SFT stage's best/ is an
     # SFT checkpoint even when SFT never beats its start (the paper's "SFT-best", not the base model)
@@ -396,7 +399,8 @@ def validate_eval(cfg: ChordConfig) -> None:
             f"{b.name}/{s}" for b in ev.benchmarks
             for s in (f"avg@{b.k or ev.k}", *(f"pass@{j}" for j in pass_ks(b.k or ev.k)), *EVAL_STATS,
                       "distinct_2")]
-        _require(ev.best_metric in valid, "eval.best_metric", f"must be one of {', '.join(valid)}; got {ev.best_metric!r}")
+        _require(ev.best_metric in valid, "eval.best_metric",
+                 f"must be one of {', '.join(valid)}; got {ev.best_metric!r}")
 
 
 def _finite(cfg: Any, prefix: str = "") -> None:
@@ -421,7 +425,8 @@ def validate_ranges(cfg: ChordConfig) -> None:
     _require(t.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {t.weight_decay}")
     _require(t.grad_clip > 0, "trainer.grad_clip", f"must be > 0 (the max gradient norm), got {t.grad_clip}")
     _require(t.lr_warmup_steps >= 0, "trainer.lr_warmup_steps", f"must be >= 0, got {t.lr_warmup_steps}")
-    _require(a.advantage_eps > 0, "algorithm.advantage_eps", f"must be > 0 (divides by the group std), got {a.advantage_eps}")
+    _require(a.advantage_eps > 0, "algorithm.advantage_eps",
+             f"must be > 0 (divides by the group std), got {a.advantage_eps}")
     _require(cfg.loss.chunk_size >= 1, "loss.chunk_size", f"must be >= 1, got {cfg.loss.chunk_size}")
     _require(r.tensor_parallel_size >= 1, "rollout.tensor_parallel_size", f"must be >= 1, got {r.tensor_parallel_size}")
     _require(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization",
@@ -434,7 +439,8 @@ def validate_ranges(cfg: ChordConfig) -> None:
              f"must be >= 1, got {d.prompts.max_prompt_length}")
     _require(d.expert.max_length >= 1, "data.expert.max_length", f"must be >= 1, got {d.expert.max_length}")
     ev = cfg.eval
-    _require(ev.max_prompt_length is None or ev.max_prompt_length >= 1, "eval.max_prompt_length", "must be >= 1 or null")
+    _require(ev.max_prompt_length is None or ev.max_prompt_length >= 1, "eval.max_prompt_length",
+             "must be >= 1 or null")
 
 
 def _not_a_file(path: str, key: str) -> None:
@@ -454,7 +460,8 @@ def validate_paths(cfg: ChordConfig) -> None:
         try:
             parsed = json.loads(Path(ds).read_text())
         except OSError as e:
-            raise ConfigError(f"'deepspeed.config_path' = {ds}: cannot read ({e.strerror or type(e).__name__})") from None
+            raise ConfigError(f"'deepspeed.config_path' = {ds}: cannot read "
+                              f"({e.strerror or type(e).__name__})") from None
         except (ValueError, UnicodeDecodeError) as e:
             raise ConfigError(f"'deepspeed.config_path' = {ds}: not valid JSON ({str(e).splitlines()[0]})") from None
         _require(isinstance(parsed, dict), "deepspeed.config_path", f"= {ds}: must hold a JSON object")

@@ -29,7 +29,8 @@ def to_wire(named: list[tuple[str, torch.Tensor]]) -> list[tuple[str, str, list[
     out = []
     for n, t in named:
         host = t.detach().to("cpu").contiguous()
-        out.append((n, str(host.dtype).removeprefix("torch."), list(host.shape), host.view(torch.uint8).numpy().tobytes()))
+        out.append((n, str(host.dtype).removeprefix("torch."), list(host.shape),
+                    host.view(torch.uint8).numpy().tobytes()))
     return out
 
 

@@ -86,7 +86,7 @@ MAX_FLAT_MODULES = 14  # .py files directly under chord/: CLIs, the loop's vocab
 
 
 def unit(module: str) -> str:
-    """chord.x.y -> chord.x (its package or flat module); chord_kernels.* -> chord_kernels."""
+    """chord.tasks.cards -> chord.tasks (its package or flat module); chord_kernels.* -> chord_kernels."""
     parts = module.split(".")
     return "chord_kernels" if parts[0] == "chord_kernels" else ".".join(parts[:2])
 
@@ -105,9 +105,10 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
 
 
 def test_the_floor_check_finds_a_planted_climb():
-    assert upward_imports({"chord.algo.x": {"chord.types"}, "chord.types": set()}) == []
-    assert upward_imports({"chord.algo.x": {"chord.learner.y"}}) == ["chord.algo.x -> chord.learner.y (floor 1 -> 3)"]
-    assert upward_imports({"chord.tasks.a": {"chord.learner.b"}}) == ["chord.tasks.a -> chord.learner.b (floor 3 -> 3)"]
+    a, b, c = "chord.algo.no_such_a", "chord.learner.no_such_b", "chord.tasks.no_such_c"  # planted modules
+    assert upward_imports({a: {"chord.types"}, "chord.types": set()}) == []
+    assert upward_imports({a: {b}}) == [f"{a} -> {b} (floor 1 -> 3)"]
+    assert upward_imports({c: {b}}) == [f"{c} -> {b} (floor 3 -> 3)"]
 
 
 def test_no_import_climbs_a_floor():
