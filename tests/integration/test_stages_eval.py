@@ -178,3 +178,15 @@ def test_truncated_rollouts_reach_the_overlong_penalty(tiny_cache, tmp_path):
     expected = m["reward/correct"] - 0.5 * m["reward/overlong"] - 0.25 * (1 - m["reward/format_ok"])
     assert m["reward/mean"] == pytest.approx(expected, abs=1e-6)
     assert m["reward/accuracy"] == m["reward/correct"]  # penalties never change accuracy
+
+
+def test_eval_cli_with_tensor_parallel_uses_a_multiprocess_engine(tiny_cache, tmp_path):
+    """--tensor-parallel-size 2 gets vLLM's multiprocess executor (an in-process one would wait forever for its
+    second worker); on CPU each worker gets its share of the cores (VLLM_CPU_OMP_THREADS_BIND)."""
+    from chord.models.tiny import build_tiny_model
+
+    p = run_cli([python(), "-m", "chord.eval", str(build_tiny_model(tiny_cache)), "--out", str(tmp_path / "ev"),
+                 "--k", "1", "--data", f"tiny={_eval_file(tiny_cache)}", "--max-problems", "4",
+                 "--reward", "tiny", "--tensor-parallel-size", "2"], timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert set(_rows(tmp_path / "ev" / "eval.jsonl")[0]) >= {"tiny/avg@1", "overall/avg"}
