@@ -24,8 +24,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     temporary name carries the pid, so two writers never share one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """One JSON object a line, written atomically (atomic_write_text)."""
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 class RunLogger:

@@ -38,7 +38,7 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-from chord.tasks.tiny import write_jsonl
+from chord.logger import write_jsonl
 
 CARDS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
 ID_RULE, OOD_RULE = "face=10", "face=faces"

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from chord.data.loading import DataError, load_rows
+from chord.logger import atomic_write_text
 
 DEFAULT_SOURCE = "open-r1/OpenR1-Math-220k"
 SYSTEM_PROMPT = (
@@ -294,9 +295,7 @@ def prepare(out_dir: str | Path, *, source: str = DEFAULT_SOURCE, split: str = "
         manifest["chord_version"] = __version__
     except ImportError:
         pass
-    tmp = out / f".manifest.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "manifest.json")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
 

@@ -33,12 +33,12 @@ import argparse
 import functools
 import hashlib
 import json
-import os
 import random
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
+from chord.logger import atomic_write_text, write_jsonl
 from chord.tasks.cards import CARDS, ID_RULE, OOD_RULE, card_value
 from chord.tasks.points24_verifier import Node, ground_truth, parse
 
@@ -265,15 +265,11 @@ def write_points24(
     paths = {}
     for name, rows in build_points24(seed, n_train, n_eval, target).items():
         paths[name] = out / f"{name}.jsonl"
-        tmp = paths[name].with_suffix(f".tmp{os.getpid()}")  # atomic: a reader never sees half a file
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        os.replace(tmp, paths[name])
+        write_jsonl(paths[name], rows)  # atomic: a reader never sees half a file
     params = {"seed": seed, "n_train": n_train, "n_eval": n_eval, "target": target, "reward": "points24"}
     files = {k: p.name for k, p in paths.items()}
     manifest = out / "manifest.json"
-    tmp = manifest.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({**params, **manifest_extra, "files": files}, indent=1) + "\n")
-    os.replace(tmp, manifest)
+    atomic_write_text(manifest, json.dumps({**params, **manifest_extra, "files": files}, indent=1) + "\n")
     return paths
 
 

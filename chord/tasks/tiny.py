@@ -2,8 +2,7 @@
 
 Holds the generator (`generate_tiny_task`: RL prompts, expert demonstrations, eval problems), the
 expert demonstrations (`expert_solution`; `boxed_solution` for the math-style twin) and the reward
-(`tiny_reward`, the built-in rewards `tiny` and `cards`), plus the JSONL writer `write_jsonl`, which
-chord.tasks.cards uses too.
+(`tiny_reward`, the built-in rewards `tiny` and `cards`).
 
 RL prompts carry the ground truth; expert demonstrations solve the sum column by column in a
 step-by-step style and end with a fixed final line `Answer: N`. The reward parses the *last*
@@ -14,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 from pathlib import Path
+
+from chord.logger import write_jsonl
 
 TASK_VERSION = 2
 _ANSWER = re.compile(r"Answer:\s*(-?\d{1,12})")
@@ -86,15 +86,6 @@ def tiny_task_corpus(seed: int, n: int) -> list[str]:
         a, b = sum_pair(rng)
         out.append(f"{prompt_text(a, b)}\n{expert_solution(a, b)}\n{direct_answer(a, b)}")
     return out
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Atomically (temp file + rename): a concurrent reader never sees half a file."""
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
 
 
 def generate_tiny_task(out_dir: str | Path, seed: int = 0, n_rl: int = 320, n_expert: int = 320,
