@@ -72,7 +72,9 @@ def module_ok(ref: str) -> bool:
     for n in range(len(parts), 1, -1):
         path = module_file(".".join(parts[:n]))
         if path is not None:
-                return n == len(parts) or parts[n] in defined_names(path) or bool(module_file(".".join(parts[:n + 1])))
+            nxt = parts[n] if n < len(parts) else None  # a name the module defines, a submodule, or a dunder
+            return nxt is None or nxt.startswith("__") or nxt in defined_names(path) \
+                or bool(module_file(".".join(parts[:n + 1])))
     return False
 
 
