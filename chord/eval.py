@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # launched as a script path
 # vLLM is imported only when the engine is built (chord.rollout.vllm_engine, in main)
 from chord.build import quiet_libraries, set_numerics
 from chord.checkpoint import STATE
+from chord.checkpoint.lock import RunFolderInUse, RunLock, holder
 from chord.config import ChordConfig, ConfigError, load_config
 from chord.config.versions import check_versions
 from chord.data.loading import DataError
@@ -86,6 +87,8 @@ def check_out_dir(out: Path) -> None:
         raise ConfigError(f"--out {out} is a file, not a folder")
     folders = [out, *(p for p in out.glob("stage*") if p.is_dir())] if out.is_dir() else []
     for folder in folders:
+        if (who := holder(folder)) is not None:  # a live trainer (or evaluation) writes there
+            raise RunFolderInUse(f"--out {folder} is in use by {who}; choose another folder")
         marker = next((m for m in RUN_MARKERS if (folder / m).exists()), None)
         if marker is not None:
             raise ConfigError(f"--out {out} is a training run's folder ({folder / marker} exists): its eval.jsonl "
@@ -138,7 +141,7 @@ def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
     set_numerics(cfg)
     quiet_libraries()
     reward_fn = build_reward(cfg.reward)
-    out.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out, "chord.eval")  # one writer per --out folder (a trainer holds its run folder so too)
     for name in ("eval.jsonl", "metrics.jsonl"):  # one evaluation per output folder (check_out_dir)
         (out / name).unlink(missing_ok=True)
     model_path = resolve_model(target, out, cfg)
@@ -160,6 +163,7 @@ def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
     logger.close()
     print(f"model: {target}\n\n" + markdown_table([{"step": 0, **metrics}]))
     print(f"chord.eval: results in {out} (eval.jsonl, eval.md, tensorboard/)", file=sys.stderr)
+    lock.release()
     return 0
 
 

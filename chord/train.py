@@ -21,6 +21,7 @@ import shutil
 import sys
 from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 
 if __package__ in (None, ""):  # launched as a script path: make `import chord` find this checkout
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
@@ -35,6 +36,8 @@ from chord.algo.advantage import group_advantages
 from chord.algo.mu_schedule import mu_at
 from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
 from chord.build import Run, build_run, set_numerics
+from chord.checkpoint.disk import failure_message, remove_partial, space_warning
+from chord.checkpoint.lock import lock_run_folder
 from chord.config import (
     ChordConfig,
     ConfigError,
@@ -154,6 +157,9 @@ def train(run: Run) -> tuple[dict[str, float], bool]:
         set_aside_old_logs(run.out_dir)
     run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=start)
     sleep_engine(run)  # nothing generates until the first rollout or evaluation pushes weights
+    if d.is_main and (t.save_every or t.save_at_end) and (
+            warning := space_warning(run.out_dir, run.learner.n_parameters, t.keep_last)):
+        say(warning)
     if cfg.eval.at_start and evaluates(cfg) and start == 0:
         run.logger.log(0, run_eval(run, 0))  # the starting point of every curve
     stop = checkpoint.StopFlag()
@@ -208,7 +214,7 @@ def train(run: Run) -> tuple[dict[str, float], bool]:
             say(f"stopped after step {step}; checkpoint saved. Resume with the same command (trainer.resume=auto).")
             return m, False
     if step == t.steps and t.save_at_end:
-        run.learner.export(run.out_dir / "final", run.tokenizer)
+        export_model(run, "final")
     return m, step == t.steps
 
 
@@ -274,18 +280,29 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
 
 
 def export_best(run: Run) -> None:
-    """Collective: save_pretrained into best/ by rename, so a kill never leaves a half-written best/."""
-    final, tmp, old = run.out_dir / "best", run.out_dir / ".best.tmp", run.out_dir / ".best.old"
+    export_model(run, "best", {"chord_best.json": json.dumps(run.state.best)})
+
+
+def export_model(run: Run, name: str, extra: dict[str, str] | None = None) -> None:
+    """Collective: save_pretrained into out_dir/<name> (final/, best/) by rename, so a kill or a full disk
+    never leaves a half-written folder (a failed export removes its temporary one)."""
+    final, tmp, old = run.out_dir / name, run.out_dir / f".{name}.tmp", run.out_dir / f".{name}.old"
     if run.dist.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
-    run.learner.export(tmp, run.tokenizer)
-    if run.dist.is_main:
-        (tmp / "chord_best.json").write_text(json.dumps(run.state.best))
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        run.learner.export(tmp, run.tokenizer)
+        if run.dist.is_main:
+            for file, text in (extra or {}).items():
+                (tmp / file).write_text(text)
+            shutil.rmtree(old, ignore_errors=True)
+            if final.exists():
+                os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        if run.dist.is_main:
+            remove_partial(tmp)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,10 +349,17 @@ def main(argv: list[str] | None = None) -> int:
         shutdown()
 
 
+def disk_failure(e: BaseException, cfg: ChordConfig) -> str | None:
+    """The one-line message for a filesystem that refused a write (full, quota, read-only, I/O), or None."""
+    out = Path(cfg.run.output_dir)
+    return failure_message(e, out, checkpoint.last_complete(out / "checkpoints"))
+
+
 def run_stage(cfg: ChordConfig, d: Dist) -> tuple[int, dict[str, float] | None]:
     """Build, resume and train one stage; (exit status, final metrics or None if it did not finish)."""
-    run = None
+    run, lock = None, None
     try:
+        lock = lock_run_folder(cfg.run.output_dir, d)  # one trainer per run folder, refused before anything else
         path = checkpoint.preflight(cfg, d)  # a refused resume changes nothing (config.yaml) and costs no build
         run = build_run(cfg, d)
         shm.watch_buffers(d.is_main)  # DeepSpeed's all-reduce buffers exist now; removed after a kill
@@ -345,14 +369,28 @@ def run_stage(cfg: ChordConfig, d: Dist) -> tuple[int, dict[str, float] | None]:
         say(f"{type(e).__name__}: {e}", main_only=False)
         if run is not None:
             run.close()
+        if lock is not None:
+            lock.release()
         return 2, None
+    except Exception as e:  # a full disk or a failing filesystem while building: one line, not a traceback
+        if (msg := disk_failure(e, cfg)) is None:
+            raise
+        say(msg, main_only=False)
+        return 1, None
     try:
         final, finished = train(run)
     except (StaleWeightsError, NonFiniteError) as e:
         say(f"stopped: {e}", main_only=False)
         return 1, None
+    except Exception as e:
+        if (msg := disk_failure(e, cfg)) is None:
+            raise
+        say(msg, main_only=False)
+        return 1, None
     finally:
         run.close()
+        if lock is not None:
+            lock.release()
     if not finished:
         return 0, None
     say(f"done, {cfg.trainer.steps} steps; final reward {final.get('reward/mean', float('nan')):.3f}; "

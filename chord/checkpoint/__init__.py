@@ -10,10 +10,11 @@ from chord.checkpoint.store import (
     damage,
     find,
     find_in,
+    last_complete,
     load,
     preflight,
     save,
 )
 
-__all__ = ["STATE", "StopFlag", "check_resumable", "config_differences", "damage", "find", "find_in", "load",
+__all__ = ["STATE", "StopFlag", "check_resumable", "config_differences", "damage", "find", "find_in", "last_complete", "load",
            "preflight", "save"]

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from omegaconf import OmegaConf
 
 from chord import faults
+from chord.checkpoint.disk import remove_partial
 from chord.checkpoint.files import hash_files, restore_rng, rng_state, sha256_file
 from chord.config import ChordConfig, ConfigError, to_yaml
 from chord.data.streams import ShuffledStream
@@ -69,7 +70,7 @@ class Resumable(Protocol):
 
 
 def save(run: Resumable, step: int) -> Path:
-    """Collective: every rank calls it. Returns the final folder."""
+    """Collective: every rank calls it. Returns the final folder; a failed save leaves no half-written one."""
     root = run.out_dir / "checkpoints"
     tag, tmp_tag = f"step_{step}", f".tmp-step_{step}"
     tmp, final = root / tmp_tag, root / tag
@@ -77,7 +78,17 @@ def save(run: Resumable, step: int) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
     barrier()
-    run.learner.save_checkpoint(str(root), tag=tmp_tag, client_state={"step": step})
+    try:
+        return _save(run, step, tmp, final)
+    except BaseException:
+        if run.dist.is_main:  # a full disk, a kill by signal handler...: the half-written folder goes now
+            remove_partial(tmp)
+        raise
+
+
+def _save(run: Resumable, step: int, tmp: Path, final: Path) -> Path:
+    root = tmp.parent
+    run.learner.save_checkpoint(str(root), tag=tmp.name, client_state={"step": step})
     (tmp / f"rng_rank{run.dist.rank}.json").write_text(json.dumps(rng_state()))
     barrier()
     names = broadcast([str(f.relative_to(tmp)) for f in sorted(tmp.rglob("*")) if f.is_file()]
@@ -95,7 +106,7 @@ def save(run: Resumable, step: int) -> Path:
         _fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        atomic_write_text(root / "latest", tag)
+        atomic_write_text(root / "latest", final.name)
         complete = sorted(_complete(root), key=lambda p: int(p.name.split("_")[1]))
         for old in complete[: -run.cfg.trainer.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
@@ -120,6 +131,14 @@ def find(cfg: ChordConfig) -> Path | None:
         return path
     root = Path(cfg.run.output_dir) / "checkpoints"
     return find_in(root) if root.is_dir() else None
+
+
+def last_complete(root: Path) -> Path | None:
+    """The checkpoint `latest` names if it is complete, else the newest complete one (no hashing: for messages)."""
+    pointer = root / "latest"
+    named = root / pointer.read_text().strip() if pointer.is_file() else None
+    complete = sorted(_complete(root), key=lambda p: int(p.name.split("_")[1])) if root.is_dir() else []
+    return named if named in complete else (complete[-1] if complete else None)
 
 
 def find_in(root: Path) -> Path | None:

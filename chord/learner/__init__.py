@@ -15,6 +15,7 @@ class Learner(Protocol):
     """What the train loop, checkpoints and exports need of a learner (DeepSpeedLearner implements it)."""
 
     zero_stage: int
+    n_parameters: int  # the policy's, whole (not this rank's ZeRO-3 shard)
 
     def train_step(self, micro: list[TokenBatch], mu: float, n_rollout: int, n_expert: int) -> dict[str, torch.Tensor]:
         """All of this rank's micro-batches (the same count on every rank), then one optimizer step;

@@ -107,6 +107,8 @@ class DeepSpeedLearner:
         self.ds_config = build_ds_config(cfg, self.world)
         stage = self.ds_config.get("zero_optimization", {}).get("stage", 0)
         self.policy = model  # the Hugging Face model: config and save_pretrained
+        # whole sizes: a parameter created under zero.Init is empty here and keeps its size in ds_numel
+        self.n_parameters = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
         step_module = PolicyStep(model)
         t = cfg.trainer
         # ZeRO-0 calls this optimizer directly: GuardedAdamW skips non-finite steps. ZeRO-1/2/3 wrap it

@@ -1,0 +1,86 @@
+"""One run folder, one writer: an OS lock on `<run folder>/.chord.lock`, held for the whole run.
+
+The same command launched twice (a scheduler retry, a second terminal) would otherwise interleave two
+runs' metrics.jsonl, TensorBoard events and checkpoints in one folder, and one of them crashes halfway
+through a save. The lock is `flock` on an open file: the kernel drops it when the process dies, however
+it dies, so a SIGKILLed trainer never leaves a stale lock behind. The file records the holder's pid,
+host and command, for the refusal message. In a multi-rank run rank 0 takes it and every rank gets its
+verdict (chord.distributed.broadcast). Network filesystems: flock on NFS may be local to one client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import IO
+
+from chord.config import ConfigError
+from chord.distributed import Dist, broadcast
+
+LOCK = ".chord.lock"
+
+
+class RunFolderInUse(ConfigError):
+    """Another process holds the run folder (refused before anything is built or written)."""
+
+
+class RunLock:
+    """Held while alive (until release(), or until this process ends)."""
+
+    def __init__(self, folder: str | Path, what: str = "trainer") -> None:
+        self.folder = Path(folder)
+        self.file: IO[str] | None = None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        f = open(self.folder / LOCK, "a+")  # noqa: SIM115 (kept open: the open file holds the lock)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise RunFolderInUse(f"run folder {self.folder} is in use by {holder}; wait for it to finish, or give "
+                                 "this run another run.output_dir (--out for chord.eval)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{what} pid {os.getpid()} on host {socket.gethostname()} ({' '.join(sys.argv)[:200]})\n")
+        f.flush()
+        self.file = f
+
+    def release(self) -> None:
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None
+
+
+def holder(folder: str | Path) -> str | None:
+    """Who holds `folder`'s lock now, or None (the probe takes and drops it at once)."""
+    path = Path(folder) / LOCK
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+def lock_run_folder(folder: str | Path, d: Dist) -> RunLock | None:
+    """Collective: rank 0 takes the run folder's lock; every rank raises RunFolderInUse if it could not."""
+    lock, error = None, None
+    if d.is_main:
+        try:
+            lock = RunLock(folder)
+        except RunFolderInUse as e:
+            error = str(e)
+    error = broadcast(error)
+    if error is not None:
+        raise RunFolderInUse(error)
+    return lock

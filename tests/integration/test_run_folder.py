@@ -1,0 +1,77 @@
+"""Operational faults of a real run: two trainers in one run folder, and a disk that fills during a checkpoint
+(docs/usage.md#checkpoints-resume-export). Real processes, real engines; the full disk is a 12 MB tmpfs."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.conftest import ROOT, python, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def _args(cache, out, steps, *extra):
+    return ["chord/train.py", str(ROOT / "recipes/tiny.yaml"), f"trainer.steps={steps}", f"model.cache_dir={cache}",
+            f"run.output_dir={out}", "logging.progress_bar=false", "trainer.prompts_per_step=4",
+            "trainer.samples_per_prompt=4", "trainer.expert_per_step=4", "trainer.save_every=1", *extra]
+
+
+def _steps(out):
+    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_second_trainer_in_the_same_folder_is_refused_before_it_writes(tiny_cache, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([python(), *_args(tiny_cache, out, 4)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and "pid" not in ((out / ".chord.lock").read_text()
+                                                      if (out / ".chord.lock").is_file() else ""):
+            time.sleep(0.2)
+        t0 = time.time()
+        second = run_cli([python(), *_args(tiny_cache, out, 4)], timeout=120)
+        refused_in = time.time() - t0
+        last = second.stderr.strip().splitlines()[-1]
+        assert second.returncode == 2 and f"is in use by trainer pid {first.pid} on host" in last, second.stderr[-2000:]
+        assert "prompt data" not in second.stderr and refused_in < 60  # nothing built
+        ev = run_cli([python(), "-m", "chord.eval", "tiny", "--out", str(out), "--data", "x=y.jsonl"], timeout=120)
+        assert ev.returncode == 2 and f"in use by trainer pid {first.pid}" in ev.stderr, ev.stderr[-2000:]
+    finally:
+        _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    assert _steps(out) == [1, 2, 3, 4]  # one run's rows, each once
+    assert len(list((out / "tensorboard").iterdir())) == 1
+
+
+def _mount_tmpfs(path, size):
+    path.mkdir(parents=True, exist_ok=True)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    return p.returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_run_resumes(tiny_cache, tmp_path):
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "12m"):
+        pytest.skip("this machine does not allow mounting a tmpfs (no CAP_SYS_ADMIN)")
+    try:
+        out = disk / "run"
+        p = run_cli([python(), *_args(tiny_cache, out, 6)])
+        last = p.stderr.strip().splitlines()[-1]
+        assert p.returncode == 1 and last.startswith("chord: no space left on device"), p.stderr[-3000:]
+        assert "Traceback" not in p.stderr, p.stderr[-3000:]
+        latest = (out / "checkpoints" / "latest").read_text().strip()
+        assert f"the last complete checkpoint is {out / 'checkpoints' / latest};" in last
+        assert "free space and re-run the same command to resume" in last
+        assert not list((out / "checkpoints").glob(".tmp-step_*"))  # the half-written save was removed
+        assert "warning:" in p.stderr and "trainer.keep_last=3" in p.stderr  # the preflight said so
+        subprocess.run(["mount", "-o", "remount,size=256m", str(disk)], check=True)  # space freed
+        again = run_cli([python(), *_args(tiny_cache, out, 6)])
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert _steps(out) == [1, 2, 3, 4, 5, 6]  # every metrics row exactly once
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
