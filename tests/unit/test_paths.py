@@ -69,7 +69,7 @@ def module_ok(ref: str) -> bool:
     if "no_such" in ref:
         return True
     parts = ref.split(".")
-    for n in range(len(parts), 1, -1):
+    for n in range(len(parts), 0, -1):
         path = module_file(".".join(parts[:n]))
         if path is not None:
             nxt = parts[n] if n < len(parts) else None  # a name the module defines, a submodule, or a dunder
