@@ -193,6 +193,12 @@ class VLLMEngine:
             self.asleep = True
 
     def close(self) -> None:
+        if self.asleep:
+            # wake first: vLLM 0.32's CuMem free callback unmaps sleep-released memory a second time on CUDA,
+            # which leaves the allocator failing for the next sleep-mode engine (a staged recipe's next stage)
+            with contextlib.suppress(Exception):
+                self.llm.wake_up()
+            self.asleep = False
         with contextlib.suppress(Exception):
             self.llm.llm_engine.engine_core.shutdown()
         del self.llm
