@@ -16,6 +16,7 @@ import random
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -128,3 +129,17 @@ def save_model_folder(model, tokenizer, args: dict, final: Path, t0: float) -> P
     except OSError:  # another process won the race: its folder is equivalent
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def sum_prompts(tokenizer: Any, n: int = 3) -> list:
+    """n chat-templated questions "What is a + b?" with their answers: prompts for engine checks
+    (log-prob gaps, weight pushes, the GPU smoke test)."""
+    from chord.types import PromptExample
+
+    out = []
+    for i in range(n):
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": f"What is {i + 3} + {i + 11}?"}],
+                                            add_generation_prompt=True, tokenize=True)
+        ids = list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)
+        out.append(PromptExample(ids, "", str(2 * i + 14), i))
+    return out

@@ -5,20 +5,13 @@ import torch
 
 from chord.config import RolloutConfig
 from chord.models.load import load_causal_lm, load_tokenizer
-from chord.types import PromptExample
+from chord.models.tiny import sum_prompts
 from chord_kernels.full import token_logp_entropy
 
 pytestmark = pytest.mark.integration
 
 
-def _prompts(tok, n=3):
-    out = []
-    for i in range(n):
-        ids = tok.apply_chat_template([{"role": "user", "content": f"What is {i + 3} + {i + 11}?"}],
-                                      add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)
-        out.append(PromptExample(ids, "", str(2 * i + 14), i))
-    return out
+_prompts = sum_prompts  # the tiny task's questions, chat-templated
 
 
 def _worst_gap(model, rollouts):
