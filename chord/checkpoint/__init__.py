@@ -16,5 +16,5 @@ from chord.checkpoint.store import (
     save,
 )
 
-__all__ = ["STATE", "StopFlag", "check_resumable", "config_differences", "damage", "find", "find_in", "last_complete", "load",
-           "preflight", "save"]
+__all__ = ["STATE", "StopFlag", "check_resumable", "config_differences", "damage", "find", "find_in", "last_complete",
+           "load", "preflight", "save"]
