@@ -90,8 +90,13 @@ def partitioned_loading(cfg: ChordConfig) -> Iterator[None]:
     if ds_config.get("zero_optimization", {}).get("stage", 0) != 3:
         yield
         return
+    from deepspeed.accelerator import get_accelerator
     from transformers.integrations import HfDeepSpeedConfig
 
+    # zero.Init takes the world size from DeepSpeed's communication layer, which only deepspeed.initialize
+    # sets up otherwise: without it a 2-rank run fails DeepSpeed's batch-size check (train_batch_size 2 !=
+    # 1 * 1 * world 1). It joins the process group chord already made.
+    deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
     alive = HfDeepSpeedConfig(ds_config)  # transformers keeps only a weak reference to it
     try:
         yield
