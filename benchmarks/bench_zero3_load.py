@@ -74,7 +74,7 @@ def cached_model(cache: Path, args: dict) -> Path:
 
 
 def key_error_lines(stderr: str) -> list[str]:
-    """Rank 0's traceback, shortened to its frames in chord/transformers/deepspeed and its exception lines."""
+    """Rank 0's traceback, shortened to its frames in chord, transformers and deepspeed and its exception lines."""
     lines = [x.removeprefix("[rank0]: ") for x in stderr.splitlines() if x.startswith("[rank0]: ")]
     keep = [x.strip() for x in lines
             if re.search(r'File ".*(chord|transformers|deepspeed|zero3_load)[^"]*", line \d+', x)

@@ -370,7 +370,7 @@ def run_stage(cfg: ChordConfig, d: Dist) -> tuple[int, dict[str, float] | None]:
         if run is not None:
             run.close()
         if lock is not None:
-            lock.release()
+            lock.release(untouched=run is None)  # refused before the build wrote anything: no folder left behind
         return 2, None
     except Exception as e:  # a full disk or a failing filesystem while building: one line, not a traceback
         if (msg := disk_failure(e, cfg)) is None:

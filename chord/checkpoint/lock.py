@@ -34,6 +34,8 @@ class RunLock:
     def __init__(self, folder: str | Path, what: str = "trainer") -> None:
         self.folder = Path(folder)
         self.file: IO[str] | None = None
+        # the folders this lock creates: a run refused before it writes anything removes them again (release)
+        self.created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
         f = open(self.folder / LOCK, "a+")  # noqa: SIM115 (kept open: the open file holds the lock)
         try:
@@ -50,12 +52,20 @@ class RunLock:
         f.flush()
         self.file = f
 
-    def release(self) -> None:
-        if self.file is not None:
+    def release(self, untouched: bool = False) -> None:
+        """Drop the lock; `untouched`: the run wrote nothing (a refusal), so a folder that the lock itself
+        created and that holds only the lock file goes too, leaving the disk as it was."""
+        if self.file is None:
+            return
+        if untouched and self.created and [p.name for p in self.folder.iterdir()] == [LOCK]:
             with contextlib.suppress(OSError):
-                fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
-            self.file = None
+                (self.folder / LOCK).unlink()
+                for p in self.created:  # innermost first
+                    p.rmdir()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+        self.file = None
 
 
 def holder(folder: str | Path) -> str | None:

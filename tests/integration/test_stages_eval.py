@@ -23,11 +23,14 @@ def _stable(rows):
 
 
 def _staged_args(cache, out):
-    # best = the shortest responses: the initial model (SFT lengthens them), so best/ != final/
+    # best = the shortest responses: the initial model (SFT lengthens them), so best/ != final/; no lr warm-up,
+    # so step 1 already lengthens them clearly (with a warm-up, step 1 barely moves and sampling noise can make
+    # it the shortest)
     return [python(), "chord/train.py", str(ROOT / "recipes/tiny_math_sft_then_rl.yaml"), f"model.cache_dir={cache}",
             f"run.output_dir={out}", "logging.progress_bar=false", BENCH, "eval.every=1",
             "eval.best_metric=overall/length_mean", "eval.best_mode=min", "trainer.save_every=1",
-            "stages.0.trainer.epochs=0.2", "stages.1.trainer.steps=2", "stages.1.trainer.prompts_per_step=8",
+            "stages.0.trainer.epochs=0.2", "stages.0.trainer.lr_warmup_steps=0", "stages.1.trainer.steps=2",
+            "stages.1.trainer.prompts_per_step=8",
             "stages.1.trainer.samples_per_prompt=4", "stages.1.trainer.micro_batch_size=32"]
 
 
