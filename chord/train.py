@@ -349,10 +349,15 @@ def main(argv: list[str] | None = None) -> int:
         shutdown()
 
 
-def disk_failure(e: BaseException, cfg: ChordConfig) -> str | None:
-    """The one-line message for a filesystem that refused a write (full, quota, read-only, I/O), or None."""
+def stop_for_disk(e: Exception, cfg: ChordConfig) -> tuple[int, None]:
+    """A filesystem that refused a write (full, quota, read-only, I/O) stops the stage with one line and exit 1;
+    any other exception propagates unchanged."""
     out = Path(cfg.run.output_dir)
-    return failure_message(e, out, checkpoint.last_complete(out / "checkpoints"))
+    msg = failure_message(e, out, checkpoint.last_complete(out / "checkpoints"))
+    if msg is None:
+        raise e
+    say(msg, main_only=False)
+    return 1, None
 
 
 def run_stage(cfg: ChordConfig, d: Dist) -> tuple[int, dict[str, float] | None]:
@@ -373,20 +378,16 @@ def run_stage(cfg: ChordConfig, d: Dist) -> tuple[int, dict[str, float] | None]:
             lock.release(untouched=run is None)  # refused before the build wrote anything: no folder left behind
         return 2, None
     except Exception as e:  # a full disk or a failing filesystem while building: one line, not a traceback
-        if (msg := disk_failure(e, cfg)) is None:
-            raise
-        say(msg, main_only=False)
-        return 1, None
+        if run is not None:
+            run.close()
+        return stop_for_disk(e, cfg)
     try:
         final, finished = train(run)
     except (StaleWeightsError, NonFiniteError) as e:
         say(f"stopped: {e}", main_only=False)
         return 1, None
     except Exception as e:
-        if (msg := disk_failure(e, cfg)) is None:
-            raise
-        say(msg, main_only=False)
-        return 1, None
+        return stop_for_disk(e, cfg)
     finally:
         run.close()
         if lock is not None:

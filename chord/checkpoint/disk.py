@@ -20,6 +20,9 @@ FS_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota 
              errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
 # torch.save's zip writer reports a failed write as a RuntimeError without the errno
 TORCH_WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed", "unexpected pos")
+# libraries that wrap the OS error in their own type and keep only its text (safetensors' Rust writer:
+# "IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })")
+NO_SPACE_TEXTS = ("No space left on device", "StorageFull", "os error 28")
 
 
 def filesystem_failure(e: BaseException) -> tuple[str, str | None] | None:
@@ -31,6 +34,8 @@ def filesystem_failure(e: BaseException) -> tuple[str, str | None] | None:
             return FS_ERRNOS[e.errno], e.filename
         if isinstance(e, RuntimeError) and any(m in str(e) for m in TORCH_WRITE_FAILURES):
             return "a write failed (torch.save)", None
+        if not isinstance(e, OSError) and any(m in str(e) for m in NO_SPACE_TEXTS):
+            return "no space left on device", None
         e = e.__cause__ or e.__context__
     return None
 

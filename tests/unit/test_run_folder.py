@@ -65,6 +65,12 @@ def test_filesystem_failures_are_recognised():
             raise ValueError("wrapped") from inner
     except ValueError as e:
         assert filesystem_failure(e) == ("a write failed (torch.save)", None)
+    class SafetensorError(Exception):  # safetensors' Rust writer keeps only the OS error's text
+        pass
+
+    storage_full = SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                                   '"No space left on device" })')
+    assert filesystem_failure(storage_full) == ("no space left on device", None)
     assert filesystem_failure(OSError(errno.ENOENT, "gone")) is None
     assert filesystem_failure(RuntimeError("CUDA out of memory")) is None
 
