@@ -3,12 +3,15 @@ lines on stderr, and files written atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from chord import faults
 
 
 def say(msg: str, *, main_only: bool = True) -> None:
@@ -52,7 +55,14 @@ class RunLogger:
     def log(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
             return
-        self.jsonl.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
+        line = json.dumps({"step": step, **scalars}, sort_keys=True) + "\n"
+        try:
+            faults.fs_fault("metrics", step, self.jsonl.name)  # tests only
+        except OSError:
+            self.jsonl.write(line[: len(line) // 2])  # what a full disk leaves: a torn last line
+            self.jsonl.flush()
+            raise
+        self.jsonl.write(line)
         self.jsonl.flush()
         if self.writer is not None:
             for k, v in scalars.items():
@@ -60,10 +70,14 @@ class RunLogger:
             self.writer.flush()
 
     def close(self) -> None:
+        """Never raises: after a full disk the buffered tail cannot be written either, and the run is already
+        stopping with a one-line message that this close must not replace with a traceback."""
         if self.enabled:
-            self.jsonl.close()
+            with contextlib.suppress(OSError):
+                self.jsonl.close()
             if self.writer is not None:
-                self.writer.close()
+                with contextlib.suppress(OSError):
+                    self.writer.close()
 
 
 RUN_LOGS = ("metrics.jsonl", "eval.jsonl")
@@ -78,6 +92,9 @@ def set_aside_old_logs(out_dir: Path) -> None:
         old = out_dir / name
         if old.is_file() and old.stat().st_size:
             kept = out_dir / f"{name}.prev-{stamp}"
+            n = 1
+            while kept.exists():  # a second restart in the same second, or a wall clock set back: never overwrite
+                kept, n = out_dir / f"{name}.prev-{stamp}-{n}", n + 1
             os.replace(old, kept)
             say(f"starting at step 0; the earlier {name} of {out_dir} is kept as {kept.name}", main_only=False)
 

@@ -37,7 +37,7 @@ from chord.algo.mu_schedule import mu_at
 from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
 from chord.build import Run, build_run, set_numerics
 from chord.checkpoint.disk import failure_message, remove_partial, space_warning
-from chord.checkpoint.lock import lock_run_folder
+from chord.checkpoint.lock import RunFolderGone, RunLock, lock_run_folder
 from chord.config import (
     ChordConfig,
     ConfigError,
@@ -148,8 +148,9 @@ def check_nonfinite(run: Run, step: int) -> None:
                              f"checkpoint in {run.out_dir / 'checkpoints'} holds the last good weights")
 
 
-def train(run: Run) -> tuple[dict[str, float], bool]:
-    """Train from run.state.step; (last step's metrics, whether trainer.steps were reached)."""
+def train(run: Run, stop: checkpoint.StopFlag, lock: RunLock | None) -> tuple[dict[str, float], bool]:
+    """Train from run.state.step; (last step's metrics, whether trainer.steps were reached). `stop`: a SIGTERM
+    or SIGINT asks for a checkpoint and a clean exit; `lock` (rank 0's): is the run folder still there."""
     cfg, t, d = run.cfg, run.cfg.trainer, run.dist
     start = run.state.step
     n_roll, n_exp = rows_per_step(cfg)
@@ -162,7 +163,9 @@ def train(run: Run) -> tuple[dict[str, float], bool]:
         say(warning)
     if cfg.eval.at_start and evaluates(cfg) and start == 0:
         run.logger.log(0, run_eval(run, 0))  # the starting point of every curve
-    stop = checkpoint.StopFlag()
+    if broadcast(stop.requested):  # a signal during start-up or the first evaluation: nothing new to save
+        say(f"stopped before step {start + 1}; nothing to checkpoint. Resume with the same command.")
+        return {}, False
     bar = tqdm(range(start + 1, t.steps + 1), desc=cfg.run.name, initial=start, total=t.steps,
                disable=not (d.is_main and cfg.logging.progress_bar), dynamic_ncols=True)
     m: dict[str, float] = {}
@@ -197,7 +200,10 @@ def train(run: Run) -> tuple[dict[str, float], bool]:
         if eval_due(cfg, step):
             with timed(times, "eval"):
                 m.update(run_eval(run, step))
-        stopping = broadcast(stop.requested)  # every rank must agree to save and stop
+        # every rank must agree to save and stop; a run folder deleted or moved under the run stops it
+        stopping, gone = broadcast((stop.requested, lock.gone_message() if lock is not None and lock.gone() else None))
+        if gone:
+            raise RunFolderGone(gone)
         tokens = n_rollout_tok + n_expert_tok
         m.update(times, **saved_times, **{"throughput/tokens_per_s": tokens / times["time/step"],
                                           "tokens/rollout": n_rollout_tok, "tokens/expert": n_expert_tok})
@@ -259,6 +265,7 @@ def run_eval(run: Run, step: int) -> dict[str, float]:
     """Collective: the engine(s) evaluate the current weights (per_rank: each its share of the problems);
     a better eval.best_metric re-exports best/."""
     e = run.cfg.eval
+    faults.signal_self("TERM_IN_EVAL", step, run.dist.is_main)  # tests only
     if run.state.engine_step != step:  # SFT runs push weights only for evaluation; a sleeping engine needs them
         push_weights(run, step)
     result = None
@@ -291,7 +298,9 @@ def export_model(run: Run, name: str, extra: dict[str, str] | None = None) -> No
         shutil.rmtree(tmp, ignore_errors=True)
     try:
         run.learner.export(tmp, run.tokenizer)
+        faults.signal_self("TERM_IN_EXPORT", name, run.dist.is_main)  # tests only
         if run.dist.is_main:
+            faults.fs_fault("export", name, tmp / "model.safetensors")  # tests only
             for file, text in (extra or {}).items():
                 (tmp / file).write_text(text)
             shutil.rmtree(old, ignore_errors=True)
@@ -329,38 +338,45 @@ def main(argv: list[str] | None = None) -> int:
         say(f"config error: {e}", main_only=False)
         return 2
     set_numerics(cfg)
+    stop = checkpoint.StopFlag()  # before anything is built: a signal during start-up is kept too
     d = init_distributed(timedelta(minutes=cfg.run.dist_timeout_minutes))
     try:
         if not cfg.stages:
-            return run_stage(cfg, d)[0]
+            return run_stage(cfg, d, stop)[0]
         plan = stages.expand(cfg)
         for st in plan:
             if cfg.trainer.resume == "auto" and stages.is_done(st):
                 say(f"{st.label} already finished ({st.dir}); skipping")
                 continue
             say(f"{st.label} of {len(plan)}: model {st.cfg.model.path}, outputs in {st.dir}")
-            code, final = run_stage(st.cfg, d)
+            code, final = run_stage(st.cfg, d, stop)
             if code or final is None:  # failed, or stopped by a signal: the next launch resumes this stage
                 return code
             if d.is_main:
                 stages.mark_done(st, final)
+            faults.signal_self("TERM_AT_STAGE_SWITCH", plan.index(st) + 1, d.is_main)  # tests only
+            if broadcast(stop.requested) and st is not plan[-1]:
+                say(f"stopped after {st.label}; the same command starts the next stage")
+                return 0
         return 0
     finally:
         shutdown()
 
 
-def stop_for_disk(e: Exception, cfg: ChordConfig) -> tuple[int, None]:
-    """A filesystem that refused a write (full, quota, read-only, I/O) stops the stage with one line and exit 1;
-    any other exception propagates unchanged."""
+def stop_for_disk(e: Exception, cfg: ChordConfig, lock: RunLock | None) -> tuple[int, None]:
+    """A filesystem that refused a write (full, quota, read-only, I/O) or a run folder that went away stops
+    the stage with one line and exit 1; any other exception propagates unchanged."""
     out = Path(cfg.run.output_dir)
     msg = failure_message(e, out, checkpoint.last_complete(out / "checkpoints"))
+    if lock is not None and lock.gone():  # a write failed because the folder was deleted or moved
+        msg = lock.gone_message()
     if msg is None:
         raise e
     say(msg, main_only=False)
     return 1, None
 
 
-def run_stage(cfg: ChordConfig, d: Dist) -> tuple[int, dict[str, float] | None]:
+def run_stage(cfg: ChordConfig, d: Dist, stop: checkpoint.StopFlag) -> tuple[int, dict[str, float] | None]:
     """Build, resume and train one stage; (exit status, final metrics or None if it did not finish)."""
     run, lock = None, None
     try:
@@ -380,14 +396,16 @@ def run_stage(cfg: ChordConfig, d: Dist) -> tuple[int, dict[str, float] | None]:
     except Exception as e:  # a full disk or a failing filesystem while building: one line, not a traceback
         if run is not None:
             run.close()
-        return stop_for_disk(e, cfg)
+        if lock is not None:
+            lock.release()
+        return stop_for_disk(e, cfg, lock)
     try:
-        final, finished = train(run)
-    except (StaleWeightsError, NonFiniteError) as e:
+        final, finished = train(run, stop, lock)
+    except (StaleWeightsError, NonFiniteError, RunFolderGone) as e:
         say(f"stopped: {e}", main_only=False)
         return 1, None
     except Exception as e:
-        return stop_for_disk(e, cfg)
+        return stop_for_disk(e, cfg, lock)
     finally:
         run.close()
         if lock is not None:

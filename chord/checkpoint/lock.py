@@ -28,6 +28,10 @@ class RunFolderInUse(ConfigError):
     """Another process holds the run folder (refused before anything is built or written)."""
 
 
+class RunFolderGone(RuntimeError):
+    """The run folder was deleted, moved or replaced while the run held it: nothing more can be saved there."""
+
+
 class RunLock:
     """Held while alive (until release(), or until this process ends)."""
 
@@ -51,6 +55,23 @@ class RunLock:
         f.write(f"{what} pid {os.getpid()} on host {socket.gethostname()} ({' '.join(sys.argv)[:200]})\n")
         f.flush()
         self.file = f
+
+    def gone(self) -> bool:
+        """Whether the folder's path no longer leads to the lock file this process holds (the folder was
+        deleted, moved or replaced: writes would fail, or land in a deleted folder through open files)."""
+        if self.file is None:
+            return False
+        try:
+            there = os.stat(self.folder / LOCK)
+        except OSError:
+            return True
+        held = os.fstat(self.file.fileno())
+        return (there.st_dev, there.st_ino) != (held.st_dev, held.st_ino)
+
+    def gone_message(self) -> str:
+        return (f"the run folder {self.folder} was deleted or moved while the run was going; nothing more can be saved "
+                "there. If it was moved, give run.output_dir its new place to resume from its last checkpoint; "
+                "otherwise re-run the command to start again")
 
     def release(self, untouched: bool = False) -> None:
         """Drop the lock; `untouched`: the run wrote nothing (a refusal), so a folder that the lock itself

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +33,7 @@ from chord.config import ChordConfig, ConfigError, to_yaml
 from chord.data.streams import ShuffledStream
 from chord.distributed import Dist, barrier, broadcast
 from chord.learner import Learner
-from chord.logger import atomic_write_text, say
+from chord.logger import RUN_LOGS, atomic_write_text, say
 from chord.types import LoopState
 
 # Differences that leave the run's meaning intact; anything else refuses to resume.
@@ -101,6 +102,7 @@ def _save(run: Resumable, step: int, tmp: Path, final: Path) -> Path:
                  "nonfinite_streak": run.state.nonfinite_streak, "best": run.state.best,
                  "prompts": run.prompts.state_dict() if run.prompts else None,
                  "experts": run.experts.state_dict() if run.experts else None}
+        faults.fs_fault("checkpoint", step, tmp / STATE)  # tests only
         (tmp / STATE).write_text(json.dumps(state))
         faults.signal_self("CRASH_IN_SAVE", step)  # tests only: die mid-save
         _fsync_tree(tmp)
@@ -264,7 +266,7 @@ def load(run: Resumable, path: Path) -> None:
     if run.dist.is_main and old_world != run.dist.world:
         say(f"checkpoint written by {old_world} ranks, resuming on {run.dist.world} (ZeRO-0: full state on each rank)")
     if run.dist.is_main:
-        for log in ("metrics.jsonl", "eval.jsonl"):
+        for log in RUN_LOGS:
             _truncate_metrics(run.out_dir / log, state["step"])
         say(f"resumed from {path} at step {state['step']}")
 
@@ -278,21 +280,49 @@ def _rng_file(path: Path, rank: int) -> Path:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines of steps after the checkpoint: they are about to be re-run."""
+    """Drop lines of steps after the checkpoint (they are about to be re-run) and torn lines (a write the
+    disk could not finish: the run stopped there, so nothing after it is lost)."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    keep, torn = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line) if line else None
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        if isinstance(row, dict) and row.get("step", step + 1) <= step:
+            keep.append(line)
+    if torn:
+        say(f"{path.name}: dropped {torn} torn line(s) left by an interrupted write")
     atomic_write_text(path, "".join(f"{line}\n" for line in keep))
 
 
 class StopFlag:
-    """SIGTERM/SIGINT ask the loop to finish the current step, checkpoint and exit 0."""
+    """SIGTERM/SIGINT ask the run to finish the current step (or evaluation, or export), checkpoint and exit
+    0. Installed once per process, before anything is built, so a signal during start-up, an evaluation or
+    a stage switch is kept too. A second signal stops at once, as an unhandled one would (the last complete
+    checkpoint stays; chord/distributed/reaper.py cleans up after the process), unless it comes within
+    REPEAT_S of the first: Ctrl-C under torchrun reaches a rank twice (the terminal's SIGINT and the
+    launcher's SIGTERM), and that is one request."""
+
+    REPEAT_S = 2.0
 
     def __init__(self) -> None:
         self.requested = False
+        self.first_at = 0.0
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        self.requested = True
-        say(f"received {signal.Signals(signum).name}: finishing this step, then checkpointing", main_only=False)
+        name = signal.Signals(signum).name
+        if self.requested and time.monotonic() - self.first_at < self.REPEAT_S:
+            return
+        if self.requested:
+            say(f"received a second {name}: stopping now, without a checkpoint of this step", main_only=False)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.requested, self.first_at = True, time.monotonic()
+        say(f"received {name}: finishing this step, then checkpointing (a second {name} stops at once)",
+            main_only=False)

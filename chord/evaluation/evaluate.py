@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chord import faults
 from chord.config import EVAL_STATS, BenchmarkConfig, ChordConfig, EvalConfig, pass_ks
 from chord.data.loading import DataError, build_prompt_examples, load_rows
 from chord.distributed.exchange import gather_floats, gather_objects, shard
@@ -167,6 +168,7 @@ def write_results(out_dir: Path, step: int, metrics: dict[str, float], samples: 
     """Append to eval.jsonl, rewrite eval.md from it, and optionally dump the samples."""
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "eval.jsonl"
+    faults.fs_fault("eval", step, log)  # tests only
     with open(log, "a") as f:
         f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
     records = [json.loads(line) for line in log.read_text().splitlines() if line]

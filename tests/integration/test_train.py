@@ -71,12 +71,13 @@ import sys
 from chord.config.recipe import load_config
 from chord.distributed import init_distributed
 from chord.build import build_run
+from chord.checkpoint import StopFlag
 from chord.train import train, StaleWeightsError
 cfg = load_config(sys.argv[1], sys.argv[2:])
 run = build_run(cfg, init_distributed())
 run.engine.push_weights = lambda named, version: None  # simulate a broken weight sync
 try:
-    train(run)
+    train(run, StopFlag(), None)
 except StaleWeightsError as e:
     print("STALE", e)
 finally:
