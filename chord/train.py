@@ -396,9 +396,11 @@ def run_stage(cfg: ChordConfig, d: Dist, stop: checkpoint.StopFlag) -> tuple[int
     except Exception as e:  # a full disk or a failing filesystem while building: one line, not a traceback
         if run is not None:
             run.close()
-        if lock is not None:
-            lock.release()
-        return stop_for_disk(e, cfg, lock)
+        try:
+            return stop_for_disk(e, cfg, lock)  # while the lock is held: it tells whether the folder went away
+        finally:
+            if lock is not None:
+                lock.release()
     try:
         final, finished = train(run, stop, lock)
     except (StaleWeightsError, NonFiniteError, RunFolderGone) as e:

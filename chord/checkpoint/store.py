@@ -77,7 +77,7 @@ def save(run: Resumable, step: int) -> Path:
     tmp, final = root / tmp_tag, root / tag
     if run.dist.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(exist_ok=True)  # not parents: a run folder moved away mid-run must not be re-created here
     barrier()
     try:
         return _save(run, step, tmp, final)

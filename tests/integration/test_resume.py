@@ -132,6 +132,36 @@ def test_sigterm_checkpoints_and_exits_cleanly(reference, tiny_cache, tmp_path):
     _assert_same_run(ref, out)
 
 
+def _chord_line(stderr, *words):
+    """The one `chord:` line that names all of `words` (the one-line failure message)."""
+    lines = [x for x in stderr.splitlines() if x.startswith("chord:") and all(w in x for w in words)]
+    assert len(lines) == 1, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return lines[0]
+
+
+def test_filesystem_failures_in_logs_and_export_then_resume(reference, tiny_cache, tmp_path):
+    """An I/O error while a metrics row is written (the torn row it leaves is dropped on resume), then a quota
+    hit while final/ is exported: each stops the run with one line naming the last complete checkpoint, and
+    the same command afterwards finishes the same run, bit for bit."""
+    ranks, ref = 1, _only(reference, 1, "the filesystem paths are rank 0's; one layout is enough")
+    out = tmp_path / "run"
+    p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_FS_FAULT": "metrics:3:EIO"})
+    assert p.returncode == 1
+    line = _chord_line(p.stderr, "metrics.jsonl")
+    assert "input/output error" in line and "the last complete checkpoint is" in line and "step_2" in line
+    assert "fix the filesystem and re-run the same command" in line
+    p = _launch(ranks, tiny_cache, out, {"CHORD_TEST_FS_FAULT": "export:final:EDQUOT"})
+    assert p.returncode == 1
+    assert "dropped 1 torn line" in p.stderr, p.stderr[-3000:]
+    line = _chord_line(p.stderr, "quota")
+    assert ".final.tmp" in line and "step_4" in line
+    assert not (out / "final").exists() and not (out / ".final.tmp").exists()
+    p = _launch(ranks, tiny_cache, out, None)
+    assert p.returncode == 0, p.stderr[-3000:]
+    _assert_same_run(ref, out)
+
+
 def test_resume_on_a_different_world_size(reference, tiny_cache, tmp_path):
     """ZeRO-0: a 2-rank checkpoint resumes on 1 rank; the resumed step samples what the 2-rank run sampled."""
     ref = _only(reference, 2, "covered from the 2-rank side")

@@ -75,3 +75,24 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_run_resumes(tiny_ca
         assert _steps(out) == [1, 2, 3, 4, 5, 6]  # every metrics row exactly once
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_run_folder_moved_while_the_run_goes_stops_it_in_one_line_and_resumes_there(tiny_cache, tmp_path):
+    out, moved = tmp_path / "run", tmp_path / "moved"
+    run = subprocess.Popen([python(), *_args(tiny_cache, out, 6)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (out / "checkpoints/latest").is_file():
+            time.sleep(0.1)
+        out.rename(moved)  # mid-run: the run must not go on writing into a folder that is no longer its own
+        _, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, 9)
+    chord = [x for x in err.splitlines() if x.startswith("chord: stopped: the run folder")]
+    assert run.returncode == 1 and chord and "deleted or moved" in chord[0], err[-3000:]
+    assert "Traceback" not in err and not out.exists()
+    p = run_cli([python(), *_args(tiny_cache, moved, 6)], timeout=600)  # its new place resumes it
+    assert p.returncode == 0 and "resumed from" in p.stderr, p.stderr[-3000:]
+    assert _steps(moved) == list(range(1, 7))

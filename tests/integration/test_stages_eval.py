@@ -79,6 +79,19 @@ def test_interrupted_staged_run_resumes_to_the_same_result(staged_run, tiny_cach
     out = tmp_path / "run"
     killed = run_cli(_staged_args(tiny_cache, out), env={"CHORD_TEST_KILL_AT_STEP": "2"})  # dies inside stage 1
     assert killed.returncode != 0 and not (out / "stage1-sft" / "stage_done.json").exists()
+    # SIGTERM right after stage 1 finished: stage 1 is done, stage 2 not started
+    p = run_cli(_staged_args(tiny_cache, out), env={"CHORD_TEST_TERM_AT_STAGE_SWITCH": "1"})
+    assert p.returncode == 0 and "stopped after stage 1" in p.stderr, p.stderr[-3000:]
+    assert (out / "stage1-sft" / "stage_done.json").is_file() and not (out / "stage2-rl" / "metrics.jsonl").exists()
+    # SIGTERM during stage 2's step-1 evaluation: the evaluation finishes, then step 1 is checkpointed
+    p = run_cli(_staged_args(tiny_cache, out), env={"CHORD_TEST_TERM_IN_EVAL": "1"})
+    assert p.returncode == 0 and "stopped after step 1; checkpoint saved" in p.stderr, p.stderr[-3000:]
+    assert [r["step"] for r in _rows(out / "stage2-rl" / "eval.jsonl")] == [0, 1]
+    # a full disk while step 2's evaluation is written: one line naming the file and the last checkpoint
+    p = run_cli(_staged_args(tiny_cache, out), env={"CHORD_TEST_FS_FAULT": "eval:2"})
+    line = [x for x in p.stderr.splitlines() if x.startswith("chord: no space left on device writing")]
+    assert p.returncode == 1 and line and "eval.jsonl" in line[0], p.stderr[-3000:]
+    assert "stage2-rl/checkpoints/step_1" in line[0] and "Traceback" not in p.stderr
     p = run_cli(_staged_args(tiny_cache, out))
     assert p.returncode == 0, p.stderr[-3000:]
     assert "resumed from" in p.stderr
