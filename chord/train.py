@@ -21,6 +21,7 @@ import shutil
 import sys
 from dataclasses import asdict
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # launched as a script path: make `import chord` find this checkout
@@ -156,7 +157,8 @@ def train(run: Run, stop: checkpoint.StopFlag, lock: RunLock | None) -> tuple[di
     n_roll, n_exp = rows_per_step(cfg)
     if start == 0 and d.is_main:
         set_aside_old_logs(run.out_dir)
-    run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=start)
+    run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=start,
+                           before_write=partial(faults.fs_fault, "metrics"))  # inert unless a test injects
     sleep_engine(run)  # nothing generates until the first rollout or evaluation pushes weights
     if d.is_main and (t.save_every or t.save_at_end) and (
             warning := space_warning(run.out_dir, run.learner.n_parameters, t.keep_last)):

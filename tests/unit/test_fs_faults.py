@@ -33,11 +33,14 @@ def test_fs_fault_raises_the_requested_errno_only_at_its_site(monkeypatch):
 
 
 def test_a_full_disk_in_the_metrics_log_leaves_a_torn_line_that_resume_drops(tmp_path, monkeypatch, capsys):
+    from functools import partial
+
+    from chord import faults
     from chord.checkpoint.store import _truncate_metrics
     from chord.logger import RunLogger
 
     monkeypatch.setenv("CHORD_TEST_FS_FAULT", "metrics:3")
-    log = RunLogger(tmp_path, enabled=True, tensorboard=False)
+    log = RunLogger(tmp_path, enabled=True, tensorboard=False, before_write=partial(faults.fs_fault, "metrics"))
     log.log(1, {"loss": 1.0})
     log.log(2, {"loss": 2.0})
     with pytest.raises(OSError):
