@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from chord import faults
 from chord.config import ChordConfig, evaluates, needs_engine, to_yaml, uses_expert, uses_rl
 from chord.data.loading import build_expert_examples, build_prompt_examples, load_rows
 from chord.data.streams import ShuffledStream
@@ -200,6 +201,7 @@ def build_run(cfg: ChordConfig, d: Dist) -> Run:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(to_yaml(cfg))
     learner = build_learner(cfg, model_path)
+    faults.signal_self("TERM_IN_START_UP", "learner", d.is_main)  # tests only
     engine = build_engine(cfg, model_path, d)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return Run(cfg, d, out_dir, model_path, tokenizer, pad, prompts, experts, reward_fn, engine, learner,

@@ -3,6 +3,7 @@ variable is set.
 
     CHORD_TEST_KILL_AT_STEP=N      SIGKILL rank 0 at the start of step N (preemption)
     CHORD_TEST_TERM_AT_STEP=N      SIGTERM rank 0 at the start of step N (polite stop: save, exit 0)
+    CHORD_TEST_TERM_IN_START_UP=learner  SIGTERM rank 0 once its learner is built, before the engine starts
     CHORD_TEST_TERM_IN_EVAL=N      SIGTERM rank 0 as step N's evaluation starts (N=0: the one before training)
     CHORD_TEST_TERM_IN_EXPORT=X    SIGTERM rank 0 in the middle of exporting X (best or final)
     CHORD_TEST_TERM_AT_STAGE_SWITCH=N  SIGTERM rank 0 right after stage N of a staged run finished
@@ -22,7 +23,7 @@ from pathlib import Path
 
 SIGNALS = {"KILL_AT_STEP": signal.SIGKILL, "TERM_AT_STEP": signal.SIGTERM, "CRASH_IN_SAVE": signal.SIGKILL,
            "KILL_AFTER_SAVE": signal.SIGKILL, "TERM_IN_EVAL": signal.SIGTERM, "TERM_IN_EXPORT": signal.SIGTERM,
-           "TERM_AT_STAGE_SWITCH": signal.SIGTERM}
+           "TERM_AT_STAGE_SWITCH": signal.SIGTERM, "TERM_IN_START_UP": signal.SIGTERM}
 
 
 def injected(point: str, step: int | str) -> bool:

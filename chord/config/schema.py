@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class RunConfig:
-    name: str = "chord"
+    name: str = "chord"  # the progress bar's label and run.output_dir's default folder name
     output_dir: str = "runs/${run.name}"  # checkpoints, metrics.jsonl, TensorBoard events
     seed: int = 0  # seeds torch, data order and vLLM sampling
     # process-group timeout (every init_process_group, the re-created one too). NCCL's own default is 10 min;
@@ -37,7 +37,7 @@ class RunConfig:
 @dataclass
 class ModelConfig:
     path: str = "tiny"  # "tiny" | "cards" = a built-in Qwen2 built offline; else a hub id or local folder
-    cache_dir: str = ".cache/chord"  # where the built-in tiny model and task data are built
+    cache_dir: str = ".cache/chord"  # built-in models and task data are built here once (then read-only is fine)
     dtype: str = "float32"  # float32 | bfloat16 (log-probs are always computed in fp32)
     gradient_checkpointing: bool = False  # recompute layer activations in backward (long responses)
 
@@ -45,10 +45,10 @@ class ModelConfig:
 @dataclass
 class PromptDataConfig:
     source: str = "builtin:tiny"  # builtin:tiny|tiny_math|points24|cards, a local json/jsonl/parquet file, or a hub id
-    split: str = "train"
-    prompt_column: str = "prompt"
-    answer_column: str = "answer"
-    system_prompt: str | None = None
+    split: str = "train"  # the split of a hub dataset (a local file is read whole)
+    prompt_column: str = "prompt"  # a string (one user message) or a list of chat messages
+    answer_column: str = "answer"  # the ground truth the reward compares the response with
+    system_prompt: str | None = None  # prepended as a system message (unless the row has one); null: none
     max_prompt_length: int = 128  # longer prompts are skipped and counted
     max_bad_fraction: float = 0.05  # abort if more rows than this are malformed
 
@@ -56,14 +56,14 @@ class PromptDataConfig:
 @dataclass
 class ExpertDataConfig:
     source: str | None = "builtin:tiny"  # null: no expert data (pure GRPO)
-    split: str = "train"
+    split: str = "train"  # the split of a hub dataset (a local file is read whole)
     messages_column: str | None = "messages"  # chat messages, last one from the assistant
     prompt_column: str | None = None  # alternative to messages: prompt + response columns
-    response_column: str | None = None
-    system_prompt: str | None = None
+    response_column: str | None = None  # the expert response, with prompt_column
+    system_prompt: str | None = None  # prepended as a system message (unless the row has one); null: none
     max_length: int = 256  # prompt + response tokens
     truncation: str = "drop"  # drop | truncate (keep the prompt, cut the response)
-    max_bad_fraction: float = 0.05
+    max_bad_fraction: float = 0.05  # abort if more rows than this are malformed
 
 
 @dataclass
@@ -87,35 +87,35 @@ class RewardConfig:
 class MuConfig:
     """mu schedule, docs/algorithm.md#mu-schedule (W = D = 0 gives a constant = valley)."""
 
-    peak: float = 0.1
-    valley: float = 0.1
-    warmup_steps: int = 0
-    decay_steps: int = 0
+    peak: float = 0.1  # mu after warm-up, in [0, 1] (mu weighs the SFT loss, 1 - mu the RL loss)
+    valley: float = 0.1  # mu after the decay, to the end of the run
+    warmup_steps: int = 0  # W: mu rises linearly from 0 to peak over the first W steps
+    decay_steps: int = 0  # D: then falls from peak to valley over D steps (cosine)
 
 
 @dataclass
 class AlgorithmConfig:
     mu: MuConfig = field(default_factory=MuConfig)
     sft_weight: str = "phi"  # none | phi (CHORD-phi) | is
-    clip_eps_low: float = 0.2
-    clip_eps_high: float = 0.2
+    clip_eps_low: float = 0.2  # PPO clip: the ratio is clipped to [1 - clip_eps_low, 1 + clip_eps_high]
+    clip_eps_high: float = 0.2  # set above clip_eps_low for DAPO's "clip-higher"
     dual_clip: float | None = None  # e.g. 3.0; applies to A < 0 only
     kl_coef: float = 0.0  # k3 KL to the frozen initial policy; 0 = off (paper default)
     entropy_coef: float = 0.0  # entropy bonus; entropy is always logged
-    advantage_eps: float = 1e-6
+    advantage_eps: float = 1e-6  # A = (R - group mean) / (group std + advantage_eps)
 
 
 @dataclass
 class RolloutConfig:
     backend: str = "vllm"  # vllm (default) | hf (transformers generate, for comparison)
-    max_new_tokens: int = 48
-    temperature: float = 1.0
-    top_p: float = 1.0
+    max_new_tokens: int = 48  # response length cap in tokens; a response cut here counts as truncated
+    temperature: float = 1.0  # sampling temperature (the learner's log-probs use the same one)
+    top_p: float = 1.0  # nucleus sampling; below 1 the learner vs vLLM log-prob gap check is off
     multiprocess: bool | None = None  # None (auto): an in-process engine at world size 1, its own process above
-    enforce_eager: bool = True
+    enforce_eager: bool = True  # vLLM without CUDA graphs: faster start-up, slower decoding
     kv_cache_gib: float = 1.0  # VLLM_CPU_KVCACHE_SPACE on CPU
     gpu_memory_utilization: float = 0.4  # GPU: share the device with the learner
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: int = 1  # GPUs per vLLM engine (tensor parallel)
     # rank0: one engine on rank 0 generates everything; per_rank: an engine in every rank (vLLM's
     # external_launcher) generates that rank's share of the prompt groups. auto: per_rank on CUDA with
     # several ranks, else rank0. What is sampled does not depend on it (seeds per global prompt slot).
@@ -132,7 +132,7 @@ class RolloutConfig:
 
 @dataclass
 class TrainerConfig:
-    steps: int = 60
+    steps: int = 60  # optimizer steps; each takes B x K rollouts and E expert rows
     epochs: float | None = None  # if set, overrides steps: passes over the expert rows (pure SFT) or prompts
     prompts_per_step: int = 16  # B
     samples_per_prompt: int = 8  # K
@@ -143,16 +143,16 @@ class TrainerConfig:
     # the longest possible row (prompt + max_new_tokens, or data.expert.max_length).
     max_tokens_per_micro_batch: int | None = None
     packing: bool = True  # with a token budget: rows concatenated padding-free (false: right-padded bins)
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    lr_warmup_steps: int = 0
+    lr: float = 1e-3  # AdamW learning rate: the peak, reached after lr_warmup_steps (see lr_schedule)
+    weight_decay: float = 0.01  # AdamW (decoupled) weight decay
+    adam_beta1: float = 0.9  # AdamW first-moment decay
+    adam_beta2: float = 0.999  # AdamW second-moment decay
+    adam_eps: float = 1e-8  # AdamW denominator epsilon
+    lr_warmup_steps: int = 0  # the learning rate rises linearly to lr over this many steps
     lr_schedule: str = "constant"  # constant | cosine
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # maximum global gradient norm (DeepSpeed's gradient_clipping)
     max_logprob_gap: float = 1e-3  # fp32 only: stop if learner and vLLM disagree (stale weights)
-    save_at_end: bool = True
+    save_at_end: bool = True  # a checkpoint and the final/ export after the last step
     save_every: int = 0  # checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT)
     keep_last: int = 3  # complete checkpoints kept; older ones are deleted
     resume: str = "auto"  # auto (latest complete checkpoint in run.output_dir, if any) | none | PATH
@@ -162,7 +162,7 @@ class TrainerConfig:
 @dataclass
 class LossImplConfig:
     impl: str = "torch"  # torch (full fp32 logits) | chunked | triton | auto (triton on CUDA): same loss, other speed
-    chunk_size: int = 1024
+    chunk_size: int = 1024  # tokens per chunk of the chunked and triton losses
 
 
 @dataclass
@@ -172,7 +172,7 @@ class BenchmarkConfig:
     name: str = "???"  # metric prefix: eval/<name>/avg@k ...
     # builtin:tiny|tiny_math|points24|points24_ood|cards|cards_ood | local jsonl/json/parquet | hub id
     source: str = "???"
-    split: str = "test"
+    split: str = "test"  # the split of a hub dataset (a local file is read whole)
     prompt_column: str | None = None  # null: the first of problem, Problem, question, Question, prompt, query
     answer_column: str | None = None  # null: the first of answer, Answer, final_answer, expected_answer
     k: int | None = None  # samples per problem; null: eval.k
@@ -183,13 +183,13 @@ class BenchmarkConfig:
 class EvalConfig:
     """Evaluation with the rollout engine: avg@k, pass@k (unbiased), length, truncation rate."""
 
-    benchmarks: list[BenchmarkConfig] = field(default_factory=list)
+    benchmarks: list[BenchmarkConfig] = field(default_factory=list)  # evaluation sets; empty: no evaluation
     every: int = 0  # evaluate every N training steps (0: not during training)
     at_start: bool = False  # also evaluate the initial weights (logged as step 0)
     at_end: bool = True  # evaluate after the last step (when benchmarks are set)
     k: int = 4  # samples per problem (paper: avg@32 AIME, avg@8 AMC)
     temperature: float = 1.0  # paper: temperature 1.0
-    top_p: float = 1.0
+    top_p: float = 1.0  # nucleus sampling for evaluation
     max_new_tokens: int | None = None  # null: rollout.max_new_tokens
     max_prompt_length: int | None = None  # null: data.prompts.max_prompt_length
     system_prompt: str | None = None  # null: data.prompts.system_prompt
@@ -205,15 +205,15 @@ class EvalConfig:
 
 @dataclass
 class DeepSpeedConfig:
-    zero_stage: int = 0
-    bf16: bool = False
+    zero_stage: int = 0  # 0 | 1 | 2 | 3 (3 partitions the parameters across ranks)
+    bf16: bool = False  # DeepSpeed bf16 mixed precision (the fp32 log-prob gap check is then off)
     config_path: str | None = None  # a DeepSpeed JSON; overrides zero_stage and bf16
 
 
 @dataclass
 class LoggingConfig:
-    tensorboard: bool = True
-    progress_bar: bool = True
+    tensorboard: bool = True  # TensorBoard events in run.output_dir/tensorboard (metrics.jsonl is always written)
+    progress_bar: bool = True  # a tqdm bar on rank 0
     save_rollouts: bool = False  # every step's scored rollouts to rollouts/step_N.jsonl (rank 0)
 
 

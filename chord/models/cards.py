@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from chord.config.cache_dir import cache_writes, probe_writable
 from chord.models.tiny import new_qwen2, save_model_folder, train_tokenizer
 from chord.tasks import cards
 
@@ -95,9 +96,11 @@ def build_cards_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 1
     final = Path(cache_dir) / f"cards-{key}"
     if (final / "config.json").exists():
         return final
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    tokenizer = train_tokenizer(cards.corpus(seed, 3000), vocab_size)
-    model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
-    _pretrain(model, tokenizer, seed, steps, batch, lr, correct, facts, log_every, worked)
-    return save_model_folder(model, tokenizer, args, final, t0)
+    with cache_writes(cache_dir, "the built-in model 'cards'"):
+        probe_writable(cache_dir)  # before minutes of pretraining, not after
+        t0 = time.perf_counter()
+        torch.manual_seed(seed)
+        tokenizer = train_tokenizer(cards.corpus(seed, 3000), vocab_size)
+        model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
+        _pretrain(model, tokenizer, seed, steps, batch, lr, correct, facts, log_every, worked)
+        return save_model_folder(model, tokenizer, args, final, t0)

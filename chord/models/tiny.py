@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from chord.config.cache_dir import cache_writes, probe_writable
 from chord.tasks.tiny import direct_answer, prompt_text, sum_pair, tiny_task_corpus
 
 BUILD_VERSION = 2
@@ -90,12 +91,14 @@ def build_tiny_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 12
     final = Path(cache_dir) / f"tiny-{key}"
     if (final / "config.json").exists():
         return final
-    t0 = time.perf_counter()
-    tokenizer = tiny_tokenizer(seed, vocab_size)
-    model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
-    if warmup_steps:
-        _warmup(model, tokenizer, seed, warmup_steps, warmup_batch, warmup_lr)
-    return save_model_folder(model, tokenizer, args, final, t0)
+    with cache_writes(cache_dir, "the built-in model 'tiny'"):
+        probe_writable(cache_dir)  # before the warm-up training, not after
+        t0 = time.perf_counter()
+        tokenizer = tiny_tokenizer(seed, vocab_size)
+        model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
+        if warmup_steps:
+            _warmup(model, tokenizer, seed, warmup_steps, warmup_batch, warmup_lr)
+        return save_model_folder(model, tokenizer, args, final, t0)
 
 
 def new_qwen2(tokenizer, seed: int, hidden_size: int, num_layers: int, num_heads: int, head_dim: int,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chord.config import ChordConfig, ConfigError
+from chord.config.cache_dir import cache_writes
 
 
 def _tiny_task(style: str) -> Callable[[Path], dict[str, Path]]:
@@ -68,7 +69,8 @@ def builtin_source(cfg: ChordConfig, source: str, kind: str) -> str:
     if name not in BUILTIN_TASKS:
         raise ConfigError(f"unknown built-in data source '{source}' (available: "
                           f"{', '.join('builtin:' + n for n in BUILTIN_TASKS)})")
-    files = BUILTIN_TASKS[name](Path(cfg.model.cache_dir))
+    with cache_writes(cfg.model.cache_dir, f"the built-in data '{source}'"):  # a read-only cache is read
+        files = BUILTIN_TASKS[name](Path(cfg.model.cache_dir))
     if kind not in files:
         use = {"rl": "data.prompts.source", "expert": "data.expert.source", "eval": "eval.benchmarks[].source"}
         raise ConfigError(f"built-in data source '{source}' has no {kind} data: it serves only as "

@@ -77,6 +77,41 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_run_resumes(tiny_ca
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
+def _bind_read_only(src, path):
+    path.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "--bind", str(src), str(path)], capture_output=True).returncode:
+        return False
+    return subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
+def test_sigterm_in_start_up_and_in_a_best_export_stop_cleanly_and_a_read_only_cache_serves(tiny_cache, tmp_path):
+    ro = tmp_path / "ro-cache"  # the built tiny model and task files, mounted read-only
+    if not _bind_read_only(tiny_cache, ro):
+        pytest.skip("this machine does not allow a bind mount (no CAP_SYS_ADMIN)")
+    try:
+        out = tmp_path / "run"
+        args = [python(), *_args(ro, out, 2, 'eval.benchmarks=[{name: tiny, source: "builtin:tiny", k: 2, '
+                                 'max_problems: 8}]', "eval.every=1")]
+        # a SIGTERM while start-up builds (the learner is built, the engine not yet): start-up finishes, then stops
+        p = run_cli(args, env={"CHORD_TEST_TERM_IN_START_UP": "learner"})
+        assert p.returncode == 0 and "stopped before step 1; nothing to checkpoint" in p.stderr, p.stderr[-3000:]
+        assert not (out / "checkpoints").exists() and "Traceback" not in p.stderr
+        # a SIGTERM while step 1's evaluation exports best/: the export completes, then step 1 is checkpointed
+        p = run_cli(args, env={"CHORD_TEST_TERM_IN_EXPORT": "best"})
+        assert p.returncode == 0 and "stopped after step 1; checkpoint saved" in p.stderr, p.stderr[-3000:]
+        assert json.loads((out / "best" / "chord_best.json").read_text())["step"] == 1
+        assert (out / "best" / "model.safetensors").is_file() and (out / "best" / "tokenizer.json").is_file()
+        assert not list(out.glob(".best.*")) and (out / "checkpoints" / "latest").read_text().strip() == "step_1"
+        # the same command resumes from step 1 and finishes, reading the read-only cache throughout
+        p = run_cli(args)
+        assert p.returncode == 0 and "resumed from" in p.stderr, p.stderr[-3000:]
+        assert _steps(out) == [1, 2]
+        assert [json.loads(x)["step"] for x in (out / "eval.jsonl").read_text().splitlines()] == [1, 2]
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+
+
 def test_a_run_folder_moved_while_the_run_goes_stops_it_in_one_line_and_resumes_there(tiny_cache, tmp_path):
     out, moved = tmp_path / "run", tmp_path / "moved"
     run = subprocess.Popen([python(), *_args(tiny_cache, out, 6)], cwd=ROOT, stdout=subprocess.DEVNULL,

@@ -114,3 +114,34 @@ def test_one_signal_asks_to_stop_and_a_later_second_one_stops_at_once():
                            env=env, timeout=60)
     assert twice.returncode == -signal.SIGTERM and "still alive" not in twice.stdout
     assert "received a second SIGTERM: stopping now" in twice.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only tmpfs needs root")
+def test_a_read_only_cache_dir_is_one_config_error_before_a_build(tmp_path):
+    """A built-in model or task that must be built in a read-only model.cache_dir fails at once in one line
+    (the model before its warm-up training); a pre-built read-only cache is read (tests/integration)."""
+    from chord.config import ChordConfig, ConfigError
+    from chord.config.cache_dir import cache_writes
+    from chord.models.load import resolve_model_path
+    from chord.tasks import builtin_source
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("this machine does not allow mounting a tmpfs (no CAP_SYS_ADMIN)")
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(ConfigError) as e:
+            resolve_model_path("tiny", ro / "cache")
+        assert time.perf_counter() - t0 < 5, "the cache must be probed before the model is trained"
+        msg = str(e.value)
+        assert msg.startswith(f"model.cache_dir '{ro / 'cache'}' cannot be written (read-only file system)")
+        assert "the built-in model 'tiny'" in msg and "\n" not in msg
+        cfg = ChordConfig()
+        cfg.model.cache_dir = str(ro)
+        with pytest.raises(ConfigError, match=r"read-only file system\): the built-in data 'builtin:tiny'"):
+            builtin_source(cfg, "builtin:tiny", "rl")
+        with pytest.raises(FileNotFoundError), cache_writes(ro, "x"):  # not a refused write: unchanged
+            (ro / "missing").read_text()
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
