@@ -191,7 +191,7 @@ def spectrum_section(runs: list, start: Path, out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python benchmarks/compare.py", description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR[=LABEL]")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--metric", default="overall/avg", help="evaluation metric, e.g. overall/avg, aime24/avg@32")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,9 +201,15 @@ def build_run(cfg: ChordConfig, d: Dist) -> Run:
     if d.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(to_yaml(cfg))
+    t0 = time.perf_counter()
     learner = build_learner(cfg, model_path)
+    say(f"learner: DeepSpeed ZeRO-{learner.zero_stage}, {learner.n_parameters / 1e6:.2f}M parameters, "
+        f"{cfg.model.dtype}; ready in {time.perf_counter() - t0:.1f} s")
     faults.signal_self("TERM_IN_START_UP", "learner", d.is_main)  # tests only
+    t0 = time.perf_counter()
     engine = build_engine(cfg, model_path, d)
+    if engine is not None:
+        say(f"rollout engine ready in {time.perf_counter() - t0:.1f} s")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return Run(cfg, d, out_dir, model_path, tokenizer, pad, prompts, experts, reward_fn, engine, learner,
                benchmarks=benchmarks)

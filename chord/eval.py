@@ -32,7 +32,7 @@ from chord.config.versions import check_versions
 from chord.data.loading import DataError
 from chord.evaluation import build_benchmarks, evaluate, markdown_table, sampling_for, write_results
 from chord.export import checkpoint_folder, export
-from chord.logger import RunLogger
+from chord.logger import RunLogger, quiet_third_party
 from chord.models.load import ModelError, load_tokenizer, resolve_model_path
 from chord.rewards import RewardError, build_reward
 from chord.rollout.placement import engine_mode
@@ -138,6 +138,7 @@ def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
         print(f"chord.eval: {warning}", file=sys.stderr)
     # tensor parallel needs vLLM's multiprocess executor: an in-process one would wait for its peers
     _, multiprocess = engine_mode(cfg, world=1)
+    quiet_third_party(cfg.logging.verbose)
     set_numerics(cfg)
     quiet_libraries()
     reward_fn = build_reward(cfg.reward)

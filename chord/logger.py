@@ -21,6 +21,53 @@ def say(msg: str, *, main_only: bool = True) -> None:
     print(f"chord: {msg}", file=sys.stderr, flush=True)
 
 
+# the libraries whose info and warning lines a run hides unless logging.verbose is set
+THIRD_PARTY = ("vllm", "deepspeed", "torch", "transformers", "datasets", "triton", "accelerate", "huggingface_hub",
+               "tokenizers", "safetensors")
+_verbose = True  # until quiet_third_party() decides: library use (tests, notebooks) keeps every line
+
+
+def quiet_third_party(verbose: bool) -> None:
+    """A run's terminal is chord's: vLLM's, DeepSpeed's, torch's and transformers' info and warning lines
+    are off unless `verbose` (logging.verbose). Errors still print. Set through the environment before
+    those libraries are imported, so vLLM's engine processes inherit it; a variable the user set wins."""
+    global _verbose
+    _verbose = verbose
+    if verbose:
+        return
+    import logging
+    import warnings
+
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # for engine processes (chord/train.py sets it early)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for name in THIRD_PARTY:
+        warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # DeepSpeed sets its logger's level when it is imported ("Setting accelerator to CPU" and the like): a
+    # filter on the logger survives that
+    logging.getLogger("DeepSpeed").addFilter(lambda record: record.levelno >= logging.ERROR)
+
+
+def verbose() -> bool:
+    """Whether third-party progress and warnings are shown (logging.verbose, or library use)."""
+    return _verbose
+
+
+@contextmanager
+def library_stdout():
+    """Around a library call that prints progress to stdout (DeepSpeed's "... built successfully" once its
+    shm op is loaded): the print goes nowhere unless logging.verbose."""
+    if _verbose:
+        yield
+        return
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a whole file or nothing: a reader (or a resume after a kill) never sees half of it. The
     temporary name carries the pid, so two writers never share one."""

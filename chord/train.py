@@ -4,6 +4,7 @@
     deepspeed --num_gpus 2 chord/train.py recipes/tiny.yaml                 # 2 ranks
     torchrun --nproc_per_node 2 chord/train.py recipes/tiny.yaml
     python chord/train.py recipes/tiny.yaml --print-config
+    python chord/train.py --help [KEY]                                      # every recipe key, or one
 
 One step: generate B x K rollouts with the engine(s) -> score -> group advantages -> an expert batch ->
 micro-batches by tokens (loss with the step's global token counts as denominators, backward) ->
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
@@ -27,7 +29,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # launched as a script path: make `import chord` find this checkout
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
-import torch
+# c10 reads its C++ log level once, when torch is imported: its warnings (vLLM CPU's "NUMA binding" line) stay off a
+# run's terminal; set TORCH_CPP_LOG_LEVEL=WARNING to see them (chord.logger.quiet_third_party does the rest)
+os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+
+import psutil  # noqa: E402
+import torch  # noqa: E402
 from tqdm import tqdm
 
 # None of these imports vLLM, DeepSpeed, Triton or transformers (tests/unit/test_imports.py): they load when
@@ -35,6 +42,7 @@ from tqdm import tqdm
 from chord import checkpoint, faults
 from chord.algo.advantage import group_advantages
 from chord.algo.mu_schedule import mu_at
+from chord.analysis.curves import summary, write_curves
 from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
 from chord.build import Run, build_run, set_numerics
 from chord.checkpoint.disk import failure_message, remove_partial, space_warning
@@ -42,6 +50,8 @@ from chord.checkpoint.lock import RunFolderGone, RunLock, lock_run_folder
 from chord.config import (
     ChordConfig,
     ConfigError,
+    describe_all,
+    describe_key,
     evaluates,
     load_config,
     needs_engine,
@@ -57,7 +67,7 @@ from chord.distributed.exchange import all_gather_rollouts, gather_floats, shard
 from chord.evaluation import evaluate, new_best, sampling_for, write_results
 from chord.evaluation.exploration import all_equal_fraction, mean_distinct_n
 from chord.learner.guarded_adamw import NonFiniteError
-from chord.logger import RunLogger, say, set_aside_old_logs, timed, write_rollouts
+from chord.logger import RunLogger, quiet_third_party, say, set_aside_old_logs, timed, write_rollouts
 from chord.models.load import ModelError
 from chord.rewards import RewardError, is_correct, score_all
 from chord.rollout.placement import engine_group, placement, sleeps
@@ -168,6 +178,8 @@ def train(run: Run, stop: checkpoint.StopFlag, lock: RunLock | None) -> tuple[di
     if broadcast(stop.requested):  # a signal during start-up or the first evaluation: nothing new to save
         say(f"stopped before step {start + 1}; nothing to checkpoint. Resume with the same command.")
         return {}, False
+    if d.is_main:  # the start-up cost a user waits through (docs/usage.md#start-up-time)
+        say(f"step {start + 1} of {t.steps} starts {time.time() - psutil.Process().create_time():.0f} s after launch")
     bar = tqdm(range(start + 1, t.steps + 1), desc=cfg.run.name, initial=start, total=t.steps,
                disable=not (d.is_main and cfg.logging.progress_bar), dynamic_ncols=True)
     m: dict[str, float] = {}
@@ -316,13 +328,38 @@ def export_model(run: Run, name: str, extra: dict[str, str] | None = None) -> No
         raise
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="CHORD trainer", usage="%(prog)s RECIPE [dotted.key=value ...]")
-    p.add_argument("recipe")
-    p.add_argument("overrides", nargs="*")
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, int | None]:
+    """The command line; (args, exit status) when it asked for help, which is then printed here: `--help`
+    lists every recipe key (chord.config.describe), `--help KEY` / `--describe KEY` one key or section."""
+    p = argparse.ArgumentParser(prog="python chord/train.py", description="CHORD trainer", add_help=False,
+                                usage="%(prog)s RECIPE [dotted.key=value ...]")
+    p.add_argument("recipe", nargs="?", help="a YAML recipe (recipes/*.yaml)")
+    p.add_argument("overrides", nargs="*", help="dotted.key=value, applied over the recipe")
+    p.add_argument("-h", "--help", nargs="?", const="", dest="describe", metavar="KEY",
+                   help="this help with every recipe key, or one key or section (e.g. --help trainer.lr)")
+    p.add_argument("--describe", metavar="KEY", help="a recipe key or section: its type, default and documentation")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by `deepspeed`
     args = p.parse_intermixed_args(argv)
+    if args.describe is not None and args.describe.endswith((".yaml", ".yml")):  # --help RECIPE: not a key
+        args.describe = ""
+    if args.describe is None:
+        if args.recipe is None:
+            p.error("the following arguments are required: RECIPE")
+        return args, None
+    try:
+        keys = "\nrecipe keys and their defaults (chord/config/schema.py); override any with dotted.key=value:\n\n"
+        print(describe_key(args.describe) if args.describe else p.format_help() + keys + describe_all(), end="")
+    except ConfigError as e:
+        say(f"config error: {e}", main_only=False)
+        return args, 2
+    return args, 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, answered = parse_args(argv)
+    if answered is not None:  # --help / --describe
+        return answered
     try:
         cfg = load_config(args.recipe, args.overrides)
     except ConfigError as e:
@@ -339,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         say(f"config error: {e}", main_only=False)
         return 2
+    quiet_third_party(cfg.logging.verbose)  # before vLLM, DeepSpeed and Triton are imported
     set_numerics(cfg)
     stop = checkpoint.StopFlag()  # before anything is built: a signal during start-up is kept too
     d = init_distributed(timedelta(minutes=cfg.run.dist_timeout_minutes))
@@ -360,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             if broadcast(stop.requested) and st is not plan[-1]:
                 say(f"stopped after {st.label}; the same command starts the next stage")
                 return 0
+        if d.is_main:  # the whole staged run, one timeline
+            show_results(Path(cfg.run.output_dir), cfg.logging.tensorboard)
         return 0
     finally:
         shutdown()
@@ -418,7 +458,18 @@ def run_stage(cfg: ChordConfig, d: Dist, stop: checkpoint.StopFlag) -> tuple[int
         return 0, None
     say(f"done, {cfg.trainer.steps} steps; final reward {final.get('reward/mean', float('nan')):.3f}; "
            f"outputs in {run.out_dir}")
+    if d.is_main:
+        show_results(run.out_dir, cfg.logging.tensorboard)
     return 0, final
+
+
+def show_results(folder: Path, tensorboard: bool) -> None:
+    """curves.png and the summary line; a plot that fails is one warning, never the end of a finished run."""
+    try:
+        write_curves(folder)
+        say(summary(folder, tensorboard))
+    except Exception as e:
+        say(f"warning: no curves.png for {folder} ({type(e).__name__}: {e})")
 
 
 if __name__ == "__main__":

@@ -215,6 +215,7 @@ class LoggingConfig:
     tensorboard: bool = True  # TensorBoard events in run.output_dir/tensorboard (metrics.jsonl is always written)
     progress_bar: bool = True  # a tqdm bar on rank 0
     save_rollouts: bool = False  # every step's scored rollouts to rollouts/step_N.jsonl (rank 0)
+    verbose: bool = False  # also vLLM's, DeepSpeed's and torch's info and warning lines (off: chord's own only)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from chord.config import ChordConfig, ConfigError
 from chord.learner.guarded_adamw import GuardedAdamW, NonFiniteError
 from chord.learner.policy_step import PolicyStep
 from chord.learner.weight_buckets import plan_buckets
+from chord.logger import library_stdout
 from chord.step_metrics import merge
 from chord.types import ScoredTokens, TokenBatch
 
@@ -98,7 +99,8 @@ def partitioned_loading(cfg: ChordConfig) -> Iterator[None]:
     # zero.Init takes the world size from DeepSpeed's communication layer, which only deepspeed.initialize
     # sets up otherwise: without it a 2-rank run fails DeepSpeed's batch-size check (train_batch_size 2 !=
     # 1 * 1 * world 1). It joins the process group chord already made.
-    deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
+    with library_stdout():
+        deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
     alive = HfDeepSpeedConfig(ds_config)  # transformers keeps only a weak reference to it
     try:
         yield
@@ -125,9 +127,10 @@ class DeepSpeedLearner:
             lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps, weight_decay=t.weight_decay,
         )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-        self.engine, _, _, _ = deepspeed.initialize(
-            model=step_module, optimizer=opt, lr_scheduler=sched, config=self.ds_config
-        )
+        with library_stdout():  # DeepSpeed prints "... built successfully" as it loads its shm op
+            self.engine, _, _, _ = deepspeed.initialize(
+                model=step_module, optimizer=opt, lr_scheduler=sched, config=self.ds_config
+            )
         self.device = self.engine.device  # every batch tensor moves here, in micro_step
         self.zero_stage = self.engine.zero_optimization_stage()
         self.ref_engine = build_ref_engine(ref_model, self.ds_config) if ref_model is not None else None

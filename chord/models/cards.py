@@ -13,17 +13,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import shutil
 import time
 from pathlib import Path
 
 import torch
 
 from chord.config.cache_dir import cache_writes, probe_writable
+from chord.logger import say
 from chord.models.tiny import new_qwen2, save_model_folder, train_tokenizer
 from chord.tasks import cards
 
 BUILD_VERSION = 3
+# The default base ships in the repository (7.6 MB): a fresh clone's first run starts in seconds instead of
+# after ~8 minutes of pretraining, and every clone starts from the same weights (their sha256 is in
+# chord_build.json). `python -m chord.models.cards --ship` rebuilds it
+# (docs/benchmark.md#the-base-model-modelpath-cards-chordmodelscardspy).
+SHIPPED = Path(__file__).resolve().parent / "shipped"
 
 
 def _example(tokenizer, rng: random.Random, hands: dict[str, list], correct: float, facts: float,
@@ -85,22 +93,57 @@ def _pretrain(model, tokenizer, seed: int, steps: int, batch: int, lr: float, co
 def build_cards_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 192, num_layers: int = 4,
                       num_heads: int = 6, head_dim: int = 32, intermediate_size: int = 512, vocab_size: int = 384,
                       steps: int = 1000, batch: int = 64, lr: float = 2e-3, correct: float = 0.5,
-                      facts: float = 0.5, log_every: int = 0, worked: float = 0.0) -> Path:
-    """Build (or reuse) the card-sum base model folder; deterministic for equal arguments."""
+                      facts: float = 0.5, log_every: int = 0, worked: float = 0.0,
+                      shipped: Path | None = SHIPPED) -> Path:
+    """The card-sum base model folder for these arguments: the shipped one if it was built with them, else
+    built once into cache_dir (deterministic for equal arguments on one machine) and reused."""
     args = dict(seed=seed, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, head_dim=head_dim,
                 intermediate_size=intermediate_size, vocab_size=vocab_size, steps=steps, batch=batch, lr=lr,
                 correct=correct, facts=facts, version=BUILD_VERSION, task_version=cards.TASK_VERSION)
     if worked:  # absent at 0: the default base keeps its cache key
         args["worked"] = worked
     key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+    if shipped is not None and (shipped / f"cards-{key}" / "config.json").exists():
+        return shipped / f"cards-{key}"
     final = Path(cache_dir) / f"cards-{key}"
     if (final / "config.json").exists():
         return final
     with cache_writes(cache_dir, "the built-in model 'cards'"):
         probe_writable(cache_dir)  # before minutes of pretraining, not after
+        say(f"building the built-in model 'cards' into {final} (once: later runs reuse it)")
         t0 = time.perf_counter()
         torch.manual_seed(seed)
         tokenizer = train_tokenizer(cards.corpus(seed, 3000), vocab_size)
         model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
         _pretrain(model, tokenizer, seed, steps, batch, lr, correct, facts, log_every, worked)
         return save_model_folder(model, tokenizer, args, final, t0)
+
+
+def ship(cache_dir: str | Path) -> Path:
+    """Put the default base (built into cache_dir if it is not there) into SHIPPED, with its weights' sha256 in
+    chord_build.json, replacing any earlier shipped base."""
+    built = build_cards_model(cache_dir, log_every=100, shipped=None)
+    tmp = SHIPPED / f".{built.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(built, tmp)
+    info = json.loads((tmp / "chord_build.json").read_text())
+    info["weights_sha256"] = weights_sha256(tmp)
+    (tmp / "chord_build.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    for old in SHIPPED.glob("cards-*"):
+        shutil.rmtree(old)
+    os.replace(tmp, SHIPPED / built.name)
+    return SHIPPED / built.name
+
+
+def weights_sha256(folder: Path) -> str:
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m chord.models.cards", description=ship.__doc__)
+    p.add_argument("--ship", action="store_true", required=True, help="rebuild (or reuse) and ship the default base")
+    p.add_argument("--cache-dir", default=".cache/chord", help="where it is built (and reused from)")
+    folder = ship(p.parse_args().cache_dir)
+    print(f"{folder} (weights sha256 {weights_sha256(folder)})")

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from chord.config.cache_dir import cache_writes, probe_writable
+from chord.logger import say
 from chord.tasks.tiny import direct_answer, prompt_text, sum_pair, tiny_task_corpus
 
 BUILD_VERSION = 2
@@ -93,6 +94,7 @@ def build_tiny_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 12
         return final
     with cache_writes(cache_dir, "the built-in model 'tiny'"):
         probe_writable(cache_dir)  # before the warm-up training, not after
+        say(f"building the built-in model 'tiny' into {final} (once: later runs reuse it)")
         t0 = time.perf_counter()
         tokenizer = tiny_tokenizer(seed, vocab_size)
         model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
@@ -131,6 +133,7 @@ def save_model_folder(model, tokenizer, args: dict, final: Path, t0: float) -> P
         os.replace(tmp, final)
     except OSError:  # another process won the race: its folder is equivalent
         shutil.rmtree(tmp, ignore_errors=True)
+    say(f"built {final.name} in {time.perf_counter() - t0:.0f} s")
     return final
 
 

@@ -19,7 +19,7 @@ import torch
 
 from chord.config import RolloutConfig
 from chord.config.versions import installed, release
-from chord.logger import say
+from chord.logger import say, verbose
 from chord.rollout.seeds import request_seed
 from chord.types import PromptExample, Rollout, Sampling
 
@@ -94,6 +94,8 @@ class VLLMEngine:
         if not torch.cuda.is_available() and cfg.tensor_parallel_size > 1 and (bind := cpu_thread_binding(
                 cfg.tensor_parallel_size)):
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", bind)
+        where = "its own process" if multiprocess else "in-process"
+        say(f"rollout engine: starting vLLM {installed('vllm')} ({where})")
         from vllm import LLM  # the only place chord imports vLLM
 
         from chord.distributed.reaper import start_reaper
@@ -121,6 +123,7 @@ class VLLMEngine:
             # old log-probs must be those of the distribution actually sampled (temperature applied)
             logprobs_mode="processed_logprobs",
             worker_extension_cls="chord.rollout.weight_ext.WeightSyncExtension",
+            use_tqdm_on_load=verbose(),  # its progress bar is noise in a run's terminal (logging.verbose)
             **kwargs,
         )
         # a SIGKILLed trainer must not leave the engine process (and its memory) running

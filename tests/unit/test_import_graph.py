@@ -81,6 +81,7 @@ FLOORS = [
     {"chord.evaluation", "chord.checkpoint"},
     {"chord.build", "chord.export", "chord.diagnose"},  # build_* and the offline command lines
     {"chord.train", "chord.eval"},  # the command lines that build runs
+    {"chord.cli"},  # `chord COMMAND ...`: dispatches to every command line above
 ]
 MAX_FLAT_MODULES = 14  # .py files directly under chord/: CLIs, the loop's vocabulary, boundary records
 
