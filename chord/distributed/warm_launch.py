@@ -47,15 +47,21 @@ class WarmServer:
         if self.proc is None and self.fallback is None:
             self._start_server()
 
-    def start(self, argv: list[str], log: Path) -> WarmProcess | subprocess.Popen:
+    def start(self, argv: list[str], log: Path, err: Path | None = None, env: dict[str, str] | None = None,
+              new_session: bool = False) -> WarmProcess | subprocess.Popen:
+        """Run `python argv...` (argv ["-m", module, ...] runs a module) with stdout to `log` and stderr to
+        `err` (default: `log` too), in `env` (default: the server's) and, with `new_session`, in a session of
+        its own (its process group can be killed whole, as Popen(start_new_session=True) allows)."""
         self.warm_up()
         if self.fallback is not None:
-            with open(log, "a") as out:  # the child holds its own descriptor
-                return subprocess.Popen([self.python, *argv], cwd=self.cwd, env=self.env, stdout=out,
-                                        stderr=subprocess.STDOUT)
+            with open(log, "a") as out, open(err or log, "a") as errors:  # the child holds its own descriptors
+                return subprocess.Popen([self.python, *argv], cwd=self.cwd, env=env or self.env, stdout=out,
+                                        stderr=errors if err else subprocess.STDOUT, start_new_session=new_session)
         assert self.proc is not None and self.proc.stdin is not None
-        log.touch()  # the child opens it after the fork; a caller polling the log must not find it missing
-        self.proc.stdin.write((json.dumps({"argv": argv, "log": str(log)}) + "\n").encode())
+        for f in (log, err or log):
+            f.touch()  # the child opens it after the fork; a caller polling the log must not find it missing
+        req = {"argv": argv, "log": str(log), "err": str(err or log), "env": env, "new_session": new_session}
+        self.proc.stdin.write((json.dumps(req) + "\n").encode())
         self.proc.stdin.flush()
         return WarmProcess(self, int(self.read()["pid"]))
 
@@ -168,32 +174,45 @@ def serve(reply_fd: int, path: list[str], preload: list[str]) -> None:
         pid = os.fork()
         if pid == 0:
             replies.close()
-            run_child(req["argv"], req["log"])
+            run_child(req["argv"], req["log"], req.get("err"), req.get("env"), req.get("new_session", False))
         reply(pid=pid)
         _, status = os.waitpid(pid, 0)
         reply(pid=pid, exit=os.waitstatus_to_exitcode(status))
 
 
-def run_child(argv: list[str], log: str) -> None:
-    """In the forked child: become `python argv...` with output to `log`; never returns."""
+def run_child(argv: list[str], log: str, err: str | None = None, env: dict[str, str] | None = None,
+              new_session: bool = False) -> None:
+    """In the forked child: become `python argv...` (or `python -m module ...`) with stdout to `log` and stderr
+    to `err` (default `log`), in `env` if given; never returns. Variables a library read when the server
+    imported it keep the server's value (e.g. TORCH_CPP_LOG_LEVEL); those read when used take `env`'s."""
     import atexit
     import runpy
     import traceback
 
     code = 1
     try:
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+        if new_session:
+            os.setsid()
+        for target, path in ((1, log), (2, err or log)):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.dup2(fd, target)
+            os.close(fd)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        sys.argv = list(argv)
-        sys.path[0] = str(Path(argv[0]).resolve().parent)  # as `python SCRIPT` sets it
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
         try:
-            runpy.run_path(argv[0], run_name="__main__")
+            if argv[0] == "-m":  # as `python -m module` sets them: argv[0] the module's file, sys.path[0] the cwd
+                sys.argv = list(argv[1:])
+                sys.path[0] = os.getcwd()
+                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+            else:
+                sys.argv = list(argv)
+                sys.path[0] = str(Path(argv[0]).resolve().parent)  # as `python SCRIPT` sets it
+                runpy.run_path(argv[0], run_name="__main__")
             code = 0
         except SystemExit as e:  # as the interpreter maps it
             if e.code is None or isinstance(e.code, int):

@@ -90,7 +90,6 @@ class VLLMEngine:
     ) -> None:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocess else "0"
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(cfg.kv_cache_gib))))
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
         if not torch.cuda.is_available() and cfg.tensor_parallel_size > 1 and (bind := cpu_thread_binding(
                 cfg.tensor_parallel_size)):
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", bind)

@@ -13,9 +13,11 @@ pytestmark = pytest.mark.integration
 def test_quickstart_learns_visibly_and_speaks_plainly(tmp_path):
     out = tmp_path / "run"
     # 20 of the recipe's 60 steps, ID evaluation only (measured here: ID 32.5% -> 41.5% at step 20)
-    p = run_cli([python(), "chord/train.py", str(ROOT / "recipes/quickstart.yaml"), f"run.output_dir={out}",
+    # a user's shell: without the log-level variables that in-process engines of earlier tests set here
+    clean = ["env", *(f"-u{v}" for v in ("VLLM_LOGGING_LEVEL", "TORCH_CPP_LOG_LEVEL", "TRANSFORMERS_VERBOSITY"))]
+    p = run_cli([*clean, python(), "chord/train.py", str(ROOT / "recipes/quickstart.yaml"), f"run.output_dir={out}",
                  "trainer.steps=20", 'eval.benchmarks=[{name: id, source: "builtin:cards", k: 4}]',
-                 f"model.cache_dir={tmp_path / 'cache'}"])
+                 f"model.cache_dir={tmp_path / 'cache'}"], cold=True)  # as README's command starts it
     assert p.returncode == 0, p.stderr[-3000:]
     ev = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in ev] == [0, 20]

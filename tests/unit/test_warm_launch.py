@@ -96,3 +96,28 @@ def test_a_preload_that_fails_is_an_error_not_a_hang(tmp_path):
     with pytest.raises(RuntimeError, match="the server exited"):
         s.warm_up()
     assert "No module named 'no_such_module_xyz'" in (tmp_path / "server.log").read_text()
+
+
+def test_a_run_can_have_its_own_stderr_environment_session_and_be_a_module(server, tmp_path):
+    """What the integration tests' run_cli needs: stdout and stderr apart, the run's own environment (the
+    CHORD_TEST_* faults), `python -m module` and a session of its own (its process group killed whole)."""
+    pkg = tmp_path / "warmpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "job.py").write_text(
+        "import json, os, sys\n"
+        "print(json.dumps({'argv': sys.argv, 'path0': sys.path[0], 'name': __name__, 'sid': os.getsid(0),\n"
+        "                  'pid': os.getpid(), 'fault': os.environ.get('CHORD_TEST_X')}))\n"
+        "print('to stderr', file=sys.stderr)\n")
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    proc = server.start(["-m", "warmpkg.job", "a", "b"], out, err, env={**os.environ, "CHORD_TEST_X": "3"},
+                        new_session=True)
+    assert proc.wait(timeout=30) == 0
+    info = json.loads(out.read_text())
+    assert info["argv"] == [str(pkg / "job.py"), "a", "b"] and info["name"] == "__main__"
+    assert info["path0"] == str(tmp_path)  # -m puts the working folder first, as python -m does
+    assert info["sid"] == info["pid"] and info["fault"] == "3"
+    assert err.read_text() == "to stderr\n"
+    proc = server.start(["-m", "warmpkg.job"], out, err)  # the next run: the server's environment again
+    assert proc.wait(timeout=30) == 0
+    assert json.loads(out.read_text().splitlines()[-1])["fault"] is None
