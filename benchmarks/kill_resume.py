@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from chord.step_metrics import NOT_REPRODUCIBLE
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -63,7 +65,7 @@ def launch(args: argparse.Namespace, out: Path, kill_after: int | None, rng: ran
 
 def metrics(out: Path) -> list[dict]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in rows]
+    return [{k: v for k, v in r.items() if not k.startswith(NOT_REPRODUCIBLE)} for r in rows]
 
 
 def rows_once(out: Path, steps: int) -> bool:

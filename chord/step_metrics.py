@@ -56,6 +56,24 @@ def to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     return out
 
 
+def memory_metrics(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's memory as `max:` step metrics (after all_reduce: the largest rank's). Host RSS always; on
+    CUDA the peak allocated and reserved bytes since the last step's (an in-process engine's generation
+    included; verl logs the first as perf/max_memory_allocated_gb), whose counters then restart. An engine in
+    its own process is not counted."""
+    import psutil
+
+    gib = 2**30
+    out = {"max:memory/host_rss_gb": psutil.Process().memory_info().rss / gib}
+    if device.type == "cuda":
+        out["max:memory/allocated_max_gb"] = torch.cuda.max_memory_allocated(device) / gib
+        out["max:memory/reserved_max_gb"] = torch.cuda.max_memory_reserved(device) / gib
+        torch.cuda.reset_peak_memory_stats(device)
+    return {k: torch.tensor(v, device=device) for k, v in out.items()}
+
+
+# step metrics whose values differ between two runs that compute the same thing (wall clock, memory)
+NOT_REPRODUCIBLE = ("time/", "throughput/", "memory/")
 ROLLOUT_ONLY = ("entropy/rollout", "policy/", "gap/", "kl/")
 EXPERT_ONLY = ("entropy/expert", "sft/")
 

@@ -193,7 +193,8 @@ def train(run: Run, stop: checkpoint.StopFlag, lock: RunLock | None) -> tuple[di
             mu = faults.nan_mu(mu_at(step, **asdict(cfg.algorithm.mu)), step)  # NaN only when injected (tests)
             rollouts, rmetrics = collect_rollouts(run, step, times)
             rewards = torch.tensor([r.reward for r in rollouts]).view(-1, t.samples_per_prompt)
-            adv = group_advantages(rewards, cfg.algorithm.advantage_eps).flatten().tolist() if rollouts else []
+            adv = group_advantages(rewards, cfg.algorithm.advantage_eps,
+                                   cfg.algorithm.scale_rewards).flatten().tolist() if rollouts else []
             experts = run.experts.next_batch(n_exp) if run.experts is not None else []
             rows = [rollout_row(r, a) for r, a in zip(rollouts, adv)] + [expert_row(e) for e in experts]
             n_rollout_tok, n_expert_tok = count_tokens(rows)  # global denominators of both token means

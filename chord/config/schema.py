@@ -103,6 +103,9 @@ class AlgorithmConfig:
     kl_coef: float = 0.0  # k3 KL to the frozen initial policy; 0 = off (paper default)
     entropy_coef: float = 0.0  # entropy bonus; entropy is always logged
     advantage_eps: float = 1e-6  # A = (R - group mean) / (group std + advantage_eps)
+    # what divides R - group mean: group (its std: GRPO, the paper) | batch (the step's reward std, TRL's
+    # scale_rewards=batch) | none (no division: Dr. GRPO, arXiv 2503.20783)
+    scale_rewards: str = "group"
 
 
 @dataclass
@@ -285,6 +288,7 @@ def validate(cfg: ChordConfig) -> None:
     _require(m.warmup_steps >= 0, "algorithm.mu.warmup_steps", "must be >= 0")
     _require(m.decay_steps >= 0, "algorithm.mu.decay_steps", "must be >= 0")
     _one_of(a.sft_weight, "algorithm.sft_weight", ("none", "phi", "is"))
+    _one_of(a.scale_rewards, "algorithm.scale_rewards", ("group", "batch", "none"))
     _require(0 <= a.clip_eps_low < 1, "algorithm.clip_eps_low", f"must be in [0, 1), got {a.clip_eps_low}")
     _require(a.clip_eps_high >= 0, "algorithm.clip_eps_high", f"must be >= 0, got {a.clip_eps_high}")
     _require(a.dual_clip is None or a.dual_clip > 1, "algorithm.dual_clip", "must be > 1 or null")

@@ -27,7 +27,7 @@ from chord.learner.guarded_adamw import GuardedAdamW, NonFiniteError
 from chord.learner.policy_step import PolicyStep
 from chord.learner.weight_buckets import plan_buckets
 from chord.logger import library_stdout
-from chord.step_metrics import merge
+from chord.step_metrics import memory_metrics, merge
 from chord.types import ScoredTokens, TokenBatch
 
 
@@ -199,6 +199,7 @@ class DeepSpeedLearner:
         metrics["max:optim/lr"] = torch.tensor(float(self.engine.get_lr()[0]), device=dev)
         metrics["max:optim/skipped"] = torch.tensor(float(skipped), device=dev)
         metrics["max:batch/micro_batches"] = torch.tensor(float(len(micro)), device=dev)
+        metrics.update(memory_metrics(dev))
         metrics["max:batch/forward_tokens_max"] = torch.tensor(max(forward_tokens), device=dev)
         metrics["batch/forward_tokens"] = torch.tensor(sum(forward_tokens), device=dev)
         return metrics

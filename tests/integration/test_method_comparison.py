@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from chord.step_metrics import NOT_REPRODUCIBLE
 from tests.integration.conftest import run_cli
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,7 @@ def test_quick_grid_produces_table_plots_and_phases_from_real_runs(tmp_path, cac
 
 def _numbers(run_dir):
     """Every logged number of a run but its timings: what a launch method must not change."""
-    rows = [{k: v for k, v in json.loads(line).items() if not k.startswith(("time/", "throughput/"))}
+    rows = [{k: v for k, v in json.loads(line).items() if not k.startswith(NOT_REPRODUCIBLE)}
             for name in ("metrics.jsonl", "eval.jsonl") for line in (run_dir / name).read_text().splitlines()]
     return json.loads(json.dumps(rows).replace("NaN", "null"))  # NaN != NaN; null == null
 

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from chord.checkpoint.ds_weights import policy_state_dict
+from chord.step_metrics import NOT_REPRODUCIBLE
 from tests.integration.conftest import ROOT, python, run_cli, torchrun
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,7 @@ def _args(cache, out, *extra):
 
 def _metrics(out):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in rows]
+    return [{k: v for k, v in r.items() if not k.startswith(NOT_REPRODUCIBLE)} for r in rows]
 
 
 def _assert_same_run(a, b):

@@ -6,12 +6,12 @@ import shutil
 
 import pytest
 
+from chord.step_metrics import NOT_REPRODUCIBLE
 from tests.integration.conftest import ROOT, python, run_cli, torchrun
 
 pytestmark = pytest.mark.integration
 
 BENCH = 'eval.benchmarks=[{name: tiny_math, source: "builtin:tiny_math", k: 2, max_problems: 8}]'
-NOISY = ("time/", "throughput/")  # wall-clock values differ between runs
 
 
 def _rows(path):
@@ -19,7 +19,7 @@ def _rows(path):
 
 
 def _stable(rows):
-    return [{k: v for k, v in r.items() if not k.startswith(NOISY)} for r in rows]
+    return [{k: v for k, v in r.items() if not k.startswith(NOT_REPRODUCIBLE)} for r in rows]
 
 
 def _staged_args(cache, out):
@@ -164,7 +164,7 @@ def test_evaluation_does_not_perturb_training(tiny_cache, tmp_path):
         out = tmp_path / name
         p = run_cli([python(), "chord/train.py", *_twin("tiny_math.yaml", tiny_cache, out, *small, *ev)])
         assert p.returncode == 0, p.stderr[-3000:]
-        runs[name] = [{k: v for k, v in r.items() if not k.startswith((*NOISY, "eval/"))}
+        runs[name] = [{k: v for k, v in r.items() if not k.startswith((*NOT_REPRODUCIBLE, "eval/"))}
                       for r in _rows(out / "metrics.jsonl") if r["step"] > 0]
     assert len(runs["with"]) == 3 and runs["with"] == runs["without"]
     assert (tmp_path / "with" / "best").is_dir() and not (tmp_path / "without" / "best").exists()

@@ -17,6 +17,7 @@ EXPECTED = {
     "response/length_mean", "response/length_max", "response/truncated_frac", "policy/clip_frac",
     "policy/ratio_mean", "policy/ratio_max", "gap/logp_mean", "gap/logp_max", "optim/grad_norm", "optim/lr",
     "throughput/tokens_per_s", "time/generate", "time/reward", "time/learner", "time/weight_sync",
+    "memory/host_rss_gb",
 }
 
 

@@ -163,3 +163,27 @@ def test_kl_and_entropy_terms():
     assert en.item() - base.item() == pytest.approx(-0.8 * 0.1 * ent[kind == ROLLOUT].sum().item() / 6, rel=1e-5)
     with pytest.raises(ValueError):
         chord_loss(logp, ent, kind, old, adv, mu=0.2, settings=LossSettings(kl_coef=0.5), n_rollout=6, n_expert=3)
+
+
+def test_scale_rewards_group_batch_none_hand_values():
+    """algorithm.scale_rewards: group (GRPO), batch (the step's reward std, TRL) and none (Dr. GRPO)."""
+    r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [3.0, 1.0, 1.0, 1.0]])
+    centred = [[0.5, -0.5, -0.5, 0.5], [1.5, -0.5, -0.5, -0.5]]
+    assert group_advantages(r, scale="none").tolist() == centred
+    s = torch.tensor([1.0, 0.0, 0.0, 1.0, 3.0, 1.0, 1.0, 1.0]).std(unbiased=True).item()  # 0.9258
+    assert group_advantages(r, scale="batch").flatten().tolist() == pytest.approx(
+        [c / (s + 1e-6) for row in centred for c in row], rel=1e-6)
+    s2 = torch.tensor([3.0, 1.0, 1.0, 1.0]).std(unbiased=True).item()  # 1.0: the second group's own std
+    assert group_advantages(r, scale="group")[1].tolist() == pytest.approx([c / (s2 + 1e-6) for c in centred[1]])
+    assert group_advantages(torch.tensor([[0.7], [0.0]]), scale="none").flatten().tolist() == pytest.approx([0.7, 0])
+    with pytest.raises(ValueError, match="scale must be one of"):
+        group_advantages(r, scale="std")
+
+
+def test_scale_rewards_is_validated_and_defaults_to_the_papers_group_std():
+    from chord.config import ConfigError, load_config
+
+    assert load_config(None, []).algorithm.scale_rewards == "group"
+    assert load_config(None, ["algorithm.scale_rewards=none"]).algorithm.scale_rewards == "none"
+    with pytest.raises(ConfigError, match="algorithm.scale_rewards"):
+        load_config(None, ["algorithm.scale_rewards=std"])
