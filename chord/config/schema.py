@@ -47,7 +47,8 @@ class PromptDataConfig:
     source: str = "builtin:tiny"  # builtin:tiny|tiny_math|points24|cards, a local json/jsonl/parquet file, or a hub id
     split: str = "train"  # the split of a hub dataset (a local file is read whole)
     prompt_column: str = "prompt"  # a string (one user message) or a list of chat messages
-    answer_column: str = "answer"  # the ground truth the reward compares the response with
+    # the ground truth; a dotted name reaches into nested objects (verl's parquet: reward_model.ground_truth)
+    answer_column: str = "answer"
     system_prompt: str | None = None  # prepended as a system message (unless the row has one); null: none
     max_prompt_length: int = 128  # longer prompts are skipped and counted
     max_bad_fraction: float = 0.05  # abort if more rows than this are malformed
@@ -58,8 +59,9 @@ class ExpertDataConfig:
     source: str | None = "builtin:tiny"  # null: no expert data (pure GRPO)
     split: str = "train"  # the split of a hub dataset (a local file is read whole)
     messages_column: str | None = "messages"  # chat messages, last one from the assistant
-    prompt_column: str | None = None  # alternative to messages: prompt + response columns
-    response_column: str | None = None  # the expert response, with prompt_column
+    # alternative to messages: prompt + response columns, strings or message lists (TRL's prompt/completion)
+    prompt_column: str | None = None
+    response_column: str | None = None  # the expert response, with prompt_column (e.g. completion)
     system_prompt: str | None = None  # prepended as a system message (unless the row has one); null: none
     max_length: int = 256  # prompt + response tokens
     truncation: str = "drop"  # drop | truncate (keep the prompt, cut the response)

@@ -96,13 +96,38 @@ def _ids(tokenizer: Any, messages: list[dict], generation_prompt: bool) -> list[
     return list(out)
 
 
-def _string(row: dict, column: str) -> str:
-    if column not in row or row[column] is None:
-        raise _Skip("missing_field")
-    v = row[column]
-    if not isinstance(v, str):
+def _field(row: dict, column: str) -> Any:
+    """row[column]; a dotted name reaches into nested objects when no column has that exact name (verl's RL
+    parquet keeps the answer at reward_model.ground_truth). None when absent."""
+    if column in row or "." not in column:
+        return row.get(column)
+    value: Any = row
+    for part in column.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _messages(value: Any) -> list[dict]:
+    """A list of chat messages ({role, content: str}); a tool call or a tool turn is refused with its own
+    counted reason (chord trains on text turns only)."""
+    if not isinstance(value, list) or not value or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and ("content" in m or "tool_calls" in m)
+            for m in value):
+        raise _Skip("bad_messages")
+    if any(m.get("tool_calls") or m["role"] == "tool" for m in value):
+        raise _Skip("tool_calls")
+    if not all(isinstance(m.get("content"), str) for m in value):
         raise _Skip("not_a_string")
-    return v
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _turns(value: Any, role: str) -> list[dict]:
+    """A string as one `role` message, or a list of messages (TRL's conversational prompt / completion)."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    return _messages(value)
 
 
 def _with_system(messages: list[dict], system_prompt: str | None) -> list[dict]:
@@ -114,20 +139,19 @@ def _with_system(messages: list[dict], system_prompt: str | None) -> list[dict]:
 def _expert_messages(row: dict, messages_column: str | None, prompt_column: str | None,
                      response_column: str | None) -> list[dict]:
     if messages_column:
-        msgs = row.get(messages_column)
+        msgs = _field(row, messages_column)
         if msgs is None:
             raise _Skip("missing_field")
-        if not isinstance(msgs, list) or not msgs or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in msgs):
-            raise _Skip("bad_messages")
-        if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
-            raise _Skip("bad_messages")
-        if not all(isinstance(m["content"], str) for m in msgs):
-            raise _Skip("not_a_string")
-        return [{"role": m["role"], "content": m["content"]} for m in msgs]
-    assert prompt_column and response_column
-    return [{"role": "user", "content": _string(row, prompt_column)},
-            {"role": "assistant", "content": _string(row, response_column)}]
+        msgs = _messages(msgs)
+    else:  # prompt + response columns: strings (TRL's standard prompt/completion) or message lists (conversational)
+        assert prompt_column and response_column
+        prompt, response = _field(row, prompt_column), _field(row, response_column)
+        if prompt is None or response is None:
+            raise _Skip("missing_field")
+        msgs = _turns(prompt, "user") + _turns(response, "assistant")
+    if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
+        raise _Skip("bad_messages")
+    return msgs
 
 
 def _expert_example(row: dict, index: int, tokenizer: Any, *, columns: tuple, system_prompt: str | None,
@@ -184,9 +208,9 @@ def build_expert_examples(ds, tokenizer: Any, *, messages_column: str | None = "
 
 def _prompt_example(row: dict, index: int, tokenizer: Any, *, prompt_column: str, answer_column: str,
                     system_prompt: str | None, max_prompt_length: int) -> PromptExample:
-    if prompt_column not in row or row[prompt_column] is None or answer_column not in row or row[answer_column] is None:
+    prompt, answer = _field(row, prompt_column), _field(row, answer_column)
+    if prompt is None or answer is None:
         raise _Skip("missing_field")
-    prompt = row[prompt_column]
     if isinstance(prompt, str):
         if not prompt.strip():
             raise _Skip("empty_prompt")
@@ -196,7 +220,6 @@ def _prompt_example(row: dict, index: int, tokenizer: Any, *, prompt_column: str
         msgs = [{"role": m.get("role", "user"), "content": m["content"]} for m in prompt]
     else:
         raise _Skip("not_a_string")
-    answer = row[answer_column]
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
         raise _Skip("not_a_string")
     ids = _ids(tokenizer, _with_system(msgs, system_prompt), generation_prompt=True)

@@ -194,3 +194,39 @@ def test_cli_reward_module_with_syntax_error_exits_2(tmp_path):
     last = [ln for ln in p.stderr.splitlines() if ln.strip()][-1]
     assert last.startswith("chord: RewardError: reward 'typo_reward:score': module 'typo_reward' does not compile")
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_trl_conversational_prompt_completion_equals_the_same_messages(tok, tmp_path):
+    """TRL's prompt/completion datasets (strings, or conversational message lists) train on exactly the tokens
+    the same conversation gives as a messages column; a tool call is refused with its own counted reason."""
+    conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 3?"}]
+    answer = [{"role": "assistant", "content": "5"}]
+    f = tmp_path / "trl.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": conv, "completion": answer},
+        {"prompt": "What is 2 + 3?", "completion": "5"},  # TRL's standard (string) prompt/completion
+        {"prompt": conv, "completion": [{"role": "assistant", "content": None,
+                                         "tool_calls": [{"function": {"name": "add", "arguments": "{}"}}]}]},
+        {"prompt": conv, "completion": 5}]))
+    items, report = build_expert_examples(load_rows(str(f)), tok, messages_column=None, prompt_column="prompt",
+                                          response_column="completion", max_length=64, max_bad_fraction=1.0)
+    assert dict(report.skipped) == {"tool_calls": 1, "bad_messages": 1} and len(items) == 2
+    g = tmp_path / "messages.jsonl"
+    g.write_text("\n".join(json.dumps({"messages": m}) for m in (conv + answer, [conv[1], *answer])))
+    same, _ = build_expert_examples(load_rows(str(g)), tok, max_length=64)
+    assert [(e.input_ids, e.loss_mask) for e in items] == [(e.input_ids, e.loss_mask) for e in same]
+
+
+def test_verl_parquet_with_a_nested_answer(tok, tmp_path):
+    """verl's RL parquet: a message-list prompt and the answer at reward_model.ground_truth (a dotted column)."""
+    import datasets
+
+    rows = [{"data_source": "gsm8k", "prompt": [{"role": "user", "content": "What is 1 + 2?"}],
+             "reward_model": {"style": "rule", "ground_truth": "3"}},
+            {"data_source": "gsm8k", "prompt": [{"role": "user", "content": "What is 2 + 2?"}],
+             "reward_model": {"style": "rule", "ground_truth": None}}]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "train.parquet"))
+    items, report = build_prompt_examples(load_rows(str(tmp_path / "train.parquet")), tok, max_prompt_length=64,
+                                          answer_column="reward_model.ground_truth", max_bad_fraction=1.0)
+    assert [i.answer for i in items] == ["3"] and dict(report.skipped) == {"missing_field": 1}
+    assert items[0].prompt_text == "What is 1 + 2?"
