@@ -146,7 +146,8 @@ def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
     for name in ("eval.jsonl", "metrics.jsonl"):  # one evaluation per output folder (check_out_dir)
         (out / name).unlink(missing_ok=True)
     model_path = resolve_model(target, out, cfg)
-    benchmarks = build_benchmarks(cfg, load_tokenizer(model_path))
+    m = cfg.model
+    benchmarks = build_benchmarks(cfg, load_tokenizer(model_path, m.chat_template, m.chat_template_kwargs, chat=True))
     e = cfg.eval
     sampling = sampling_for(e, cfg.rollout.max_new_tokens)
     max_len = max(len(x.prompt_ids) for b in benchmarks for x in b.problems) + sampling.max_new_tokens

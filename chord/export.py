@@ -56,7 +56,7 @@ def export(ckpt: Path, out_dir: Path) -> Path:
                          f"unexpected {sorted(unexpected)[:5]}")
     model.to(DTYPES[cfg.model.dtype])  # the dtype the run trained in (validated: float32 | bfloat16)
     model.save_pretrained(str(out_dir), safe_serialization=True)
-    load_tokenizer(model_path).save_pretrained(str(out_dir))
+    load_tokenizer(model_path, cfg.model.chat_template).save_pretrained(str(out_dir))  # the template it trained with
     return out_dir
 
 

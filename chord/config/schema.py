@@ -40,6 +40,11 @@ class ModelConfig:
     cache_dir: str = ".cache/chord"  # built-in models and task data are built here once (then read-only is fine)
     dtype: str = "float32"  # float32 | bfloat16 (log-probs are always computed in fp32)
     gradient_checkpointing: bool = False  # recompute layer activations in backward (long responses)
+    # a Jinja chat template (text holding "{{" or "{%"), or a file holding one, for a tokenizer without one or
+    # to replace its own; saved with final/ and best/. null: the tokenizer's template
+    chat_template: str | None = None
+    # extra variables for the chat template, e.g. {enable_thinking: false} for Qwen3
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -90,7 +90,9 @@ def _local_rows(files: list[Path]):
 
 
 def _ids(tokenizer: Any, messages: list[dict], generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
+    # model.chat_template_kwargs ride on the tokenizer (chord.models.load.load_tokenizer)
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True,
+                                        **getattr(tokenizer, "chord_template_kwargs", {}))
     if isinstance(out, dict) or hasattr(out, "keys"):
         out = out["input_ids"]
     return list(out)

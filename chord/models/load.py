@@ -34,7 +34,12 @@ def resolve_model_path(name_or_path: str, cache_dir: str | Path) -> str:
     return name_or_path  # a hub id: transformers and vLLM download it
 
 
-def load_tokenizer(path: str):
+def load_tokenizer(path: str, chat_template: str | None = None, template_kwargs: dict | None = None, *,
+                   chat: bool = False):
+    """The tokenizer of `path`; `chat_template` (model.chat_template: a Jinja template, or a file holding one)
+    replaces its own; `template_kwargs` (model.chat_template_kwargs) reach every chat-template call chord
+    makes (chord.data.loading); `chat`: it must have a chat template (training and evaluation build every
+    prompt with it), else one ModelError line."""
     from transformers import AutoTokenizer
 
     try:
@@ -44,7 +49,30 @@ def load_tokenizer(path: str):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
+    if chat_template is not None:
+        tok.chat_template = _template_text(chat_template)
+    tok.chord_template_kwargs = dict(template_kwargs or {})
+    if chat and not tok.chat_template:
+        raise ModelError(f"the tokenizer of '{path}' has no chat template: set model.chat_template (a Jinja "
+                         "template, or a file holding one)")
+    if chat:
+        try:  # a template that cannot render one turn would fail on every row
+            tok.apply_chat_template([{"role": "user", "content": "1 + 1?"}], add_generation_prompt=True,
+                                    tokenize=False, **tok.chord_template_kwargs)
+        except Exception as e:
+            raise ModelError(f"model.chat_template does not render: {type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0]}") from None
     return tok
+
+
+def _template_text(value: str) -> str:
+    """model.chat_template: Jinja text as it is, else the text of the file it names."""
+    if "{{" in value or "{%" in value:
+        return value
+    p = Path(value).expanduser()
+    if not p.is_file():
+        raise ModelError(f"model.chat_template: '{value}' is neither a Jinja template nor an existing file")
+    return p.read_text()
 
 
 def load_causal_lm(path: str, dtype: torch.dtype, attn_implementation: str = "sdpa"):

@@ -230,3 +230,38 @@ def test_verl_parquet_with_a_nested_answer(tok, tmp_path):
                                           answer_column="reward_model.ground_truth", max_bad_fraction=1.0)
     assert [i.answer for i in items] == ["3"] and dict(report.skipped) == {"missing_field": 1}
     assert items[0].prompt_text == "What is 1 + 2?"
+
+
+def test_chat_template_override_kwargs_and_a_tokenizer_without_one(tmp_path):
+    """model.chat_template (text or file) replaces the tokenizer's; model.chat_template_kwargs reach every
+    prompt chord builds (Qwen3's enable_thinking); no template at all is one ModelError line, not a traceback."""
+    from chord.models.load import ModelError, load_tokenizer
+    from chord.models.tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "m", warmup_steps=0)
+    plain = tmp_path / "plain"  # the same tokenizer without a chat template
+    tok = load_tokenizer(str(folder))
+    tok.chat_template = None
+    tok.save_pretrained(str(plain))
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(ModelError, match="has no chat template: set model.chat_template"):
+        load_tokenizer(str(plain), chat=True)
+    load_tokenizer(str(plain))  # chord.export needs none
+
+    template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n{% if not enable_thinking %}Answer:"
+                "{% endif %}{% endif %}")
+    (tmp_path / "t.jinja").write_text(template)
+    rows = [{"prompt": "What is 1 + 2?", "answer": "3"}]
+    got = {}
+    for name, src, kwargs in (("text", template, {}), ("file", str(tmp_path / "t.jinja"), {}),
+                              ("thinking", template, {"enable_thinking": True})):
+        tok = load_tokenizer(str(plain), src, kwargs, chat=True)
+        items, _ = build_prompt_examples(rows, tok, max_prompt_length=64)
+        got[name] = tok.decode(items[0].prompt_ids)
+    assert got["text"] == got["file"] and got["text"].endswith("<|im_start|>assistant\nAnswer:")
+    assert got["thinking"].endswith("<|im_start|>assistant\n")  # the kwarg reached the template
+    with pytest.raises(ModelError, match="neither a Jinja template nor an existing file"):
+        load_tokenizer(str(plain), str(tmp_path / "missing.jinja"), chat=True)
+    with pytest.raises(ModelError, match="does not render"):
+        load_tokenizer(str(plain), "{{ raise_exception('no') }}", chat=True)
