@@ -20,6 +20,7 @@ class Row:
     kind: list[int]  # len(input_ids) - 1, aligned to targets
     old_logp: list[float]
     advantage: float
+    scale: float = 1.0  # factor of this row's token losses: its term's aggregation mode (aggregation_scales)
 
 
 def rollout_row(r: Rollout, advantage: float) -> Row:
@@ -40,6 +41,31 @@ def count_tokens(rows: list[Row]) -> tuple[int, int]:
     n_r = sum(k == ROLLOUT for row in rows for k in row.kind)
     n_e = sum(k == EXPERT for row in rows for k in row.kind)
     return n_r, n_e
+
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")  # algorithm.loss_agg_mode (verl's names)
+
+
+def aggregation_scales(rows: list[Row], grpo_mode: str, sft_mode: str) -> None:
+    """Set each row's `scale` so that a term's loss, sum(scale * l_t) / (its tokens in the step), is its mode
+    (docs/algorithm.md#loss-aggregation), over the whole step as the token means are (so micro-batching and
+    ranks still leave the gradient unchanged):
+
+    * token-mean: every token of the step weighs the same (scale 1);
+    * seq-mean-token-mean: each row's token mean, then the mean over rows (scale n / (N L_i));
+    * seq-mean-token-sum: each row's token sum, then the mean over rows (scale n / N);
+
+    with n the term's tokens in the step, N its rows that hold any, L_i row i's tokens of that kind.
+    """
+    for kind, mode in ((ROLLOUT, grpo_mode), (EXPERT, sft_mode)):
+        if mode not in AGG_MODES:
+            raise ValueError(f"loss aggregation must be one of {AGG_MODES}, got {mode!r}")
+        lengths = {i: sum(k == kind for k in row.kind) for i, row in enumerate(rows)}
+        lengths = {i: n for i, n in lengths.items() if n}
+        n_tok, n_rows = sum(lengths.values()), len(lengths)
+        for i, length in lengths.items():
+            rows[i].scale = (1.0 if mode == "token-mean" else
+                             n_tok / (n_rows * length) if mode == "seq-mean-token-mean" else n_tok / n_rows)
 
 
 def plan_micro_batches(rows: list[Row], world: int, *, max_tokens: int | None, rows_per_micro: int,
@@ -69,6 +95,8 @@ def collate(rows: list[Row], pad_id: int, packed: bool) -> TokenBatch:
     kind = torch.full((b, length), IGNORED, dtype=torch.long)
     old = torch.zeros((b, length), dtype=torch.float32)
     adv = torch.zeros((b, length), dtype=torch.float32)
+    scaled = any(r.scale != 1.0 for r in rows)  # token-mean everywhere: no tensor, the loss multiplies by nothing
+    scale = torch.ones((b, length), dtype=torch.float32) if scaled else None
     start = 0
     for i, (r, n) in enumerate(zip(rows, lens)):
         at, s = (0, start) if packed else (i, 0)  # (batch row, first position) of this row
@@ -78,6 +106,8 @@ def collate(rows: list[Row], pad_id: int, packed: bool) -> TokenBatch:
         kind[at, s : s + n - 1] = torch.tensor(r.kind, dtype=torch.long)
         old[at, s : s + n - 1] = torch.tensor(r.old_logp, dtype=torch.float32)
         adv[at, s : s + n - 1] = r.advantage
+        if scale is not None:
+            scale[at, s : s + n - 1] = r.scale
         start += n
     scored = kind != IGNORED
     if not scored.any():
@@ -85,9 +115,9 @@ def collate(rows: list[Row], pad_id: int, packed: bool) -> TokenBatch:
     if packed:
         cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
         pos = torch.cat([torch.arange(n) for n in lens]).unsqueeze(0)
-        return TokenBatch(input_ids, None, pos, cu, targets, kind, old, adv, scored)
+        return TokenBatch(input_ids, None, pos, cu, targets, kind, old, adv, scored, scale)
     attn = (torch.arange(length).unsqueeze(0) < torch.tensor(lens).unsqueeze(1)).long()
-    return TokenBatch(input_ids, attn, None, None, targets, kind, old, adv, scored)
+    return TokenBatch(input_ids, attn, None, None, targets, kind, old, adv, scored, scale)
 
 
 def micro_batches(rows: list[Row], size: int, pad_id: int, packed: bool = False) -> list[TokenBatch]:

@@ -9,6 +9,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ import torch
 
 from chord import faults
 from chord.config import ChordConfig, evaluates, needs_engine, to_yaml, uses_expert, uses_rl
-from chord.data.loading import build_expert_examples, build_prompt_examples, load_rows
-from chord.data.streams import ShuffledStream
+from chord.data.loading import SkipReport, build_expert_examples, build_prompt_examples, load_rows
+from chord.data.mixture import Source, expert_sources, prompt_sources
+from chord.data.streams import MixedStream, ShuffledStream, mixture_seed
 from chord.distributed import Dist, barrier
 from chord.evaluation import build_benchmarks
 from chord.learner import Learner
@@ -40,8 +42,8 @@ class Run:
     model_path: str
     tokenizer: Any
     pad_id: int
-    prompts: ShuffledStream | None
-    experts: ShuffledStream | None
+    prompts: ShuffledStream | MixedStream | None  # MixedStream: data.prompts.mixture
+    experts: ShuffledStream | MixedStream | None
     reward_fn: RewardFn
     engine: RolloutEngine | None  # rank 0's, or every rank's (per_rank); None elsewhere or without rollouts
     learner: Learner
@@ -92,8 +94,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def steps_from_epochs(cfg: ChordConfig, prompts: ShuffledStream | None, experts: ShuffledStream | None) -> int:
-    """trainer.epochs -> optimizer steps: passes over the prompts (RL runs) or the expert rows (pure SFT)."""
+def steps_from_epochs(cfg: ChordConfig, prompts: ShuffledStream | MixedStream | None,
+                      experts: ShuffledStream | MixedStream | None) -> int:
+    """trainer.epochs -> optimizer steps: passes over the prompts (RL runs) or the expert rows (pure SFT); a
+    mixture's epoch is as many rows as its sources hold together (chord.data.streams.MixedStream)."""
     t = cfg.trainer
     if t.epochs is None:
         return t.steps
@@ -102,29 +106,36 @@ def steps_from_epochs(cfg: ChordConfig, prompts: ShuffledStream | None, experts:
     return max(1, math.ceil(t.epochs * len(stream.items) / per_step))
 
 
-def build_data(cfg: ChordConfig, tokenizer: Any) -> tuple[ShuffledStream | None, ShuffledStream | None]:
+def build_stream(cfg: ChordConfig, kind: str, sources: list[Source], seed: int, name: str,
+                 make: Callable[[Any, Source, str], tuple[list, SkipReport]]) -> ShuffledStream | MixedStream:
+    """One ShuffledStream per source, each with its own skip report line; a mixture's are drawn by weight.
+    A section without a mixture is the single stream it always was (same seed, same checkpoint state)."""
+    streams = []
+    for i, src in enumerate(sources):
+        ds = load_rows(builtin_source(cfg, src.source, kind), src.split, src.subset, src.revision)
+        items, report = make(ds, src, f" [{src.label}]" if src.label else "")
+        say(report.summary())
+        if not src.label:
+            return ShuffledStream(items, seed=seed, name=name)
+        streams.append(ShuffledStream(items, seed=mixture_seed(seed, i), name=f"{name}[{src.label}]"))
+    return MixedStream(streams, [s.weight for s in sources], [s.label for s in sources], name=name)
+
+
+def build_data(cfg: ChordConfig, tokenizer: Any) -> tuple[ShuffledStream | MixedStream | None,
+                                                          ShuffledStream | MixedStream | None]:
     prompts = experts = None
     if uses_rl(cfg):
         p = cfg.data.prompts
-        ds = load_rows(builtin_source(cfg, p.source, "rl"), p.split)
-        items, report = build_prompt_examples(
-            ds, tokenizer, prompt_column=p.prompt_column, answer_column=p.answer_column,
-            system_prompt=p.system_prompt, max_prompt_length=p.max_prompt_length,
-            max_bad_fraction=p.max_bad_fraction,
-        )
-        say(report.summary())
-        prompts = ShuffledStream(items, seed=cfg.run.seed, name="prompts")
+        prompts = build_stream(cfg, "rl", prompt_sources(p), cfg.run.seed, "prompts", lambda ds, src, tag: (
+            build_prompt_examples(ds, tokenizer, **src.columns, system_prompt=p.system_prompt,
+                                  max_prompt_length=p.max_prompt_length, max_bad_fraction=p.max_bad_fraction,
+                                  name=f"prompt data{tag}", extra_columns=p.extra_columns, source=src.label)))
     if uses_expert(cfg):
         e = cfg.data.expert
-        assert e.source is not None
-        ds = load_rows(builtin_source(cfg, e.source, "expert"), e.split)
-        items, report = build_expert_examples(
-            ds, tokenizer, messages_column=e.messages_column, prompt_column=e.prompt_column,
-            response_column=e.response_column, system_prompt=e.system_prompt, max_length=e.max_length,
-            truncation=e.truncation, max_bad_fraction=e.max_bad_fraction,
-        )
-        say(report.summary())
-        experts = ShuffledStream(items, seed=cfg.run.seed + 1, name="expert")
+        experts = build_stream(cfg, "expert", expert_sources(e), cfg.run.seed + 1, "expert", lambda ds, src, tag: (
+            build_expert_examples(ds, tokenizer, **src.columns, system_prompt=e.system_prompt,
+                                  max_length=e.max_length, truncation=e.truncation,
+                                  max_bad_fraction=e.max_bad_fraction, name=f"expert data{tag}")))
     return prompts, experts
 
 

@@ -36,6 +36,7 @@ from chord.logger import RunLogger, quiet_third_party
 from chord.models.load import ModelError, load_tokenizer, resolve_model_path
 from chord.rewards import RewardError, build_reward
 from chord.rollout.placement import engine_mode
+from chord.trackers import TensorBoard
 
 
 def _benchmark(spec: str, a: argparse.Namespace) -> dict:
@@ -160,7 +161,7 @@ def run(cfg: ChordConfig, target: str, out: Path, samples: bool = True) -> int:
         if callable(getattr(reward_fn, "close", None)):
             reward_fn.close()
     write_results(out, 0, metrics, rows if samples else None)
-    logger = RunLogger(out, tensorboard=True, enabled=True)
+    logger = RunLogger(out, enabled=True, trackers=[TensorBoard(out)])
     logger.log(0, {f"eval/{k}": v for k, v in metrics.items()})
     logger.close()
     print(f"model: {target}\n\n" + markdown_table([{"step": 0, **metrics}]))

@@ -1,5 +1,5 @@
-"""What a run writes and says: step metrics to metrics.jsonl and TensorBoard (rank 0 only), `chord:`
-lines on stderr, and files written atomically."""
+"""What a run writes and says: step metrics to metrics.jsonl and the trackers of chord/trackers.py
+(TensorBoard, wandb, mlflow; rank 0 only), `chord:` lines on stderr, and files written atomically."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def say(msg: str, *, main_only: bool = True) -> None:
@@ -42,6 +43,7 @@ def quiet_third_party(verbose: bool) -> None:
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # for engine processes (chord/train.py sets it early)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("WANDB_SILENT", "true")  # its banner and end-of-run history (chord.trackers says where)
     for name in THIRD_PARTY:
         warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -83,24 +85,21 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
 
 
 class RunLogger:
-    def __init__(self, out_dir: str | Path, tensorboard: bool, enabled: bool, start_step: int = 0,
+    """Step metrics of rank 0: a line of metrics.jsonl each (the source of truth), then each tracker's copy."""
+
+    def __init__(self, out_dir: str | Path, enabled: bool, trackers: Sequence[Any] = (),
                  before_write: Callable[[int, str], None] | None = None) -> None:
-        """`before_write(step, path)`: called before each metrics row; an OSError it raises is a write the
+        """`trackers`: chord.trackers.Tracker objects (chord.trackers.open_trackers opens logging.trackers).
+        `before_write(step, path)`: called before each metrics row; an OSError it raises is a write the
         filesystem refused (the fault-injection tests pass chord.faults.fs_fault here)."""
         self.enabled = enabled
         self.before_write = before_write
-        self.writer = None
+        self.trackers = list(trackers) if enabled else []
         if not enabled:
             return
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = open(self.dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step: after a resume, events of the re-run steps replace the interrupted ones; a fresh
-            # start (0) hides an earlier launch's events in the same folder
-            self.writer = SummaryWriter(str(self.dir / "tensorboard"), purge_step=start_step + 1 if start_step else 0)
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
@@ -115,10 +114,28 @@ class RunLogger:
             raise
         self.jsonl.write(line)
         self.jsonl.flush()
-        if self.writer is not None:
-            for k, v in scalars.items():
-                self.writer.add_scalar(k, v, step)
-            self.writer.flush()
+        self._each(lambda t: t.log(step, scalars))
+
+    def log_rollouts(self, step: int, rollouts: list) -> None:
+        """logging.save_rollouts: the step's scored rollouts as a table, to the trackers that keep tables."""
+        if not self.trackers:
+            return
+        rows = [{"group": r.group, "response": r.response_text, "reward": r.reward, "truncated": r.truncated,
+                 "policy_version": r.policy_version} for r in rollouts]
+        self._each(lambda t: t.log_rollouts(step, rows))
+
+    def _each(self, call: Callable[[Any], None]) -> None:
+        """A tracker that raises (network down, server gone) is off for the rest of the run after one warning
+        line: metrics.jsonl, written first, has the row, and the run goes on. It is not closed: a close could
+        wait on the same dead network."""
+        for tracker in list(self.trackers):
+            try:
+                call(tracker)
+            except Exception as e:
+                self.trackers.remove(tracker)
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                say(f"warning: the {tracker.name} tracker failed ({type(e).__name__}: {first}); it is off for "
+                    "the rest of this run (metrics.jsonl still gets every row)")
 
     def close(self) -> None:
         """Never raises: after a full disk the buffered tail cannot be written either, and the run is already
@@ -126,9 +143,10 @@ class RunLogger:
         if self.enabled:
             with contextlib.suppress(OSError):
                 self.jsonl.close()
-            if self.writer is not None:
-                with contextlib.suppress(OSError):
-                    self.writer.close()
+            for tracker in self.trackers:
+                with contextlib.suppress(Exception):
+                    tracker.close()
+            self.trackers = []
 
 
 RUN_LOGS = ("metrics.jsonl", "eval.jsonl")

@@ -40,10 +40,10 @@ from tqdm import tqdm
 # None of these imports vLLM, DeepSpeed, Triton or transformers (tests/unit/test_imports.py): they load when
 # build_run builds the engine and the learner, after main() has chosen TRITON_INTERPRET.
 from chord import checkpoint, faults
-from chord.algo.advantage import group_advantages
+from chord.algo.advantage import group_advantages, informative_groups
 from chord.algo.mu_schedule import mu_at
 from chord.analysis.curves import summary, write_curves
-from chord.batching import collate, count_tokens, expert_row, plan_micro_batches, rollout_row
+from chord.batching import aggregation_scales, collate, count_tokens, expert_row, plan_micro_batches, rollout_row
 from chord.build import Run, build_run, set_numerics
 from chord.checkpoint.disk import failure_message, remove_partial, space_warning
 from chord.checkpoint.lock import RunFolderGone, RunLock, lock_run_folder
@@ -66,12 +66,15 @@ from chord.distributed import Dist, broadcast, init_distributed, shm, shutdown
 from chord.distributed.exchange import all_gather_rollouts, gather_floats, shard
 from chord.evaluation import evaluate, new_best, sampling_for, write_results
 from chord.evaluation.exploration import all_equal_fraction, mean_distinct_n
+from chord.hub import publish_run
 from chord.learner.guarded_adamw import NonFiniteError
 from chord.logger import RunLogger, quiet_third_party, say, set_aside_old_logs, timed, write_rollouts
 from chord.models.load import ModelError
 from chord.rewards import RewardError, is_correct, score_all
+from chord.rewards.overlong import apply_overlong_penalty
 from chord.rollout.placement import engine_group, placement, sleeps
 from chord.step_metrics import all_reduce, drop_absent, to_floats
+from chord.trackers import open_trackers
 
 NO_WEIGHTS = -1  # run.state.engine_step of a sleeping engine: it holds no weights until the next push
 
@@ -101,9 +104,12 @@ def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list
                                         slots=slots) if slots else []
         with timed(times, "reward"):
             scores = score_all(run.reward_fn, [r.response_text for r in local],
-                               [prompts[r.group].answer for r in local], [r.truncated for r in local])
+                               [prompts[r.group].answer for r in local], [r.truncated for r in local],
+                               [prompts[r.group].extra for r in local])
         for r, s, info in zip(local, scores.rewards, scores.info, strict=True):
             r.reward, r.reward_info = s, info
+        rw = run.cfg.reward
+        apply_overlong_penalty(local, run.cfg.rollout.max_new_tokens, rw.overlong_buffer, rw.overlong_buffer_penalty)
         errors = scores.errors
     sleep_engine(run)  # the learner gets the memory back until the next push
     with timed(times, "exchange"):
@@ -111,11 +117,13 @@ def collect_rollouts(run: Run, step: int, times: dict[str, float]) -> tuple[list
         gen = gather_floats([times.get("time/generate", 0.0), float(errors)] if reports else [])
     gen_s, errs = gen[0::2], gen[1::2]
     m = reward_metrics(rollouts, int(sum(errs)))
+    m.update(run.prompts.batch_metrics())  # a mixture's share of each source (data/prompts/<source>_frac)
     # straggler visibility: the slowest engine sets the step's pace
     m.update({"time/generate_max_rank": max(gen_s), "time/generate_mean_rank": sum(gen_s) / len(gen_s),
               "throughput/rollout_tokens_per_s": sum(len(r.response_ids) for r in rollouts) / max(max(gen_s), 1e-9)})
     if run.cfg.logging.save_rollouts and run.dist.is_main:
         write_rollouts(run.out_dir, step, rollouts)
+        run.logger.log_rollouts(step, rollouts)  # a table in wandb / mlflow (logging.trackers)
     return rollouts, m
 
 
@@ -167,7 +175,8 @@ def train(run: Run, stop: checkpoint.StopFlag, lock: RunLock | None) -> tuple[di
     n_roll, n_exp = rows_per_step(cfg)
     if start == 0 and d.is_main:
         set_aside_old_logs(run.out_dir)
-    run.logger = RunLogger(run.out_dir, cfg.logging.tensorboard, enabled=d.is_main, start_step=start,
+    run.logger = RunLogger(run.out_dir, enabled=d.is_main,
+                           trackers=open_trackers(cfg, run.out_dir, start) if d.is_main else [],  # resume: same runs
                            before_write=partial(faults.fs_fault, "metrics"))  # inert unless a test injects
     sleep_engine(run)  # nothing generates until the first rollout or evaluation pushes weights
     if d.is_main and (t.save_every or t.save_at_end) and (
@@ -192,26 +201,14 @@ def train(run: Run, stop: checkpoint.StopFlag, lock: RunLock | None) -> tuple[di
         with timed(times, "step"):
             mu = faults.nan_mu(mu_at(step, **asdict(cfg.algorithm.mu)), step)  # NaN only when injected (tests)
             rollouts, rmetrics = collect_rollouts(run, step, times)
-            rewards = torch.tensor([r.reward for r in rollouts]).view(-1, t.samples_per_prompt)
-            adv = group_advantages(rewards, cfg.algorithm.advantage_eps,
-                                   cfg.algorithm.scale_rewards).flatten().tolist() if rollouts else []
+            rollouts, rewards = kept_groups(cfg, rollouts, rmetrics)
+            alg = cfg.algorithm
+            adv = group_advantages(rewards, alg.advantage_eps, alg.scale_rewards).flatten().tolist() if rollouts else []
             experts = run.experts.next_batch(n_exp) if run.experts is not None else []
             rows = [rollout_row(r, a) for r, a in zip(rollouts, adv)] + [expert_row(e) for e in experts]
+            aggregation_scales(rows, alg.loss_agg_mode, alg.sft_loss_agg_mode or alg.loss_agg_mode)
             n_rollout_tok, n_expert_tok = count_tokens(rows)  # global denominators of both token means
-            micro = [collate(b, run.pad_id, run.packed) for b in plan_micro_batches(
-                rows, d.world, max_tokens=t.max_tokens_per_micro_batch, rows_per_micro=t.micro_batch_size,
-                packed=run.packed)[d.rank]]
-            with timed(times, "learner"):
-                lm = run.learner.train_step(micro, mu, n_rollout_tok, n_expert_tok)
-            m = {**drop_absent(to_floats(all_reduce(lm)), n_rollout_tok, n_expert_tok), **rmetrics, "mu": mu}
-            check_gap(cfg, m, step)
-            run.state.nonfinite_streak = run.state.nonfinite_streak + 1 if m["optim/skipped"] else 0
-            check_nonfinite(run, step)
-            if uses_rl(cfg) and not m["optim/skipped"]:
-                with timed(times, "weight_sync"):
-                    push_weights(run, step)
-            elif uses_rl(cfg) and run.state.engine_step == step - 1:
-                run.state.engine_step = step  # a skipped step left the weights as the engine holds them
+            m = {**learn(run, step, rows, mu, times), **rmetrics, "mu": mu}
         if eval_due(cfg, step):
             with timed(times, "eval"):
                 m.update(run_eval(run, step))
@@ -237,6 +234,43 @@ def train(run: Run, stop: checkpoint.StopFlag, lock: RunLock | None) -> tuple[di
     if step == t.steps and t.save_at_end:
         export_model(run, "final")
     return m, step == t.steps
+
+
+def kept_groups(cfg: ChordConfig, rollouts: list, metrics: dict[str, float]) -> tuple[list, torch.Tensor]:
+    """The step's rollouts and their [groups, K] rewards; with algorithm.filter_groups only the groups whose rewards
+    differ (DAPO's dynamic sampling without refill: docs/algorithm.md#group-filtering), counted in `metrics`."""
+    k = cfg.trainer.samples_per_prompt
+    rewards = torch.tensor([r.reward for r in rollouts]).view(-1, k)  # rollouts come grouped, K per prompt
+    if not cfg.algorithm.filter_groups or not rollouts:
+        return rollouts, rewards
+    keep = informative_groups(rewards)
+    metrics["rollout/groups_kept"] = float(keep.sum())
+    return [r for i, r in enumerate(rollouts) if keep[i // k]], rewards[keep]
+
+
+def learn(run: Run, step: int, rows: list, mu: float, times: dict[str, float]) -> dict[str, float]:
+    """The step's rows -> micro-batches -> one optimizer step -> the new weights into the engine; its metrics.
+    No rows (every group filtered, no expert rows) is no update at all: Adam's moments, weight decay and the lr
+    schedule stay as they are, as for a skipped non-finite step (docs/algorithm.md#group-filtering)."""
+    cfg, t, d = run.cfg, run.cfg.trainer, run.dist
+    m: dict[str, float] = {"optim/empty_step": float(not rows)} if cfg.algorithm.filter_groups else {}
+    if rows:
+        n_rollout_tok, n_expert_tok = count_tokens(rows)
+        micro = [collate(b, run.pad_id, run.packed) for b in plan_micro_batches(
+            rows, d.world, max_tokens=t.max_tokens_per_micro_batch, rows_per_micro=t.micro_batch_size,
+            packed=run.packed)[d.rank]]
+        with timed(times, "learner"):
+            lm = run.learner.train_step(micro, mu, n_rollout_tok, n_expert_tok)
+        m.update(drop_absent(to_floats(all_reduce(lm)), n_rollout_tok, n_expert_tok))
+        check_gap(cfg, m, step)
+        run.state.nonfinite_streak = run.state.nonfinite_streak + 1 if m["optim/skipped"] else 0
+        check_nonfinite(run, step)
+    if uses_rl(cfg) and rows and not m["optim/skipped"]:
+        with timed(times, "weight_sync"):
+            push_weights(run, step)
+    elif uses_rl(cfg) and run.state.engine_step == step - 1:
+        run.state.engine_step = step  # a skipped or empty step left the weights as the engine holds them
+    return m
 
 
 def timed_save(run: Run, step: int) -> dict[str, float]:
@@ -400,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"stopped after {st.label}; the same command starts the next stage")
                 return 0
         if d.is_main:  # the whole staged run, one timeline
-            show_results(Path(cfg.run.output_dir), cfg.logging.tensorboard)
+            show_results(Path(cfg.run.output_dir), "tensorboard" in cfg.logging.trackers)
         return 0
     finally:
         shutdown()
@@ -460,7 +494,8 @@ def run_stage(cfg: ChordConfig, d: Dist, stop: checkpoint.StopFlag) -> tuple[int
     say(f"done, {cfg.trainer.steps} steps; final reward {final.get('reward/mean', float('nan')):.3f}; "
            f"outputs in {run.out_dir}")
     if d.is_main:
-        show_results(run.out_dir, cfg.logging.tensorboard)
+        show_results(run.out_dir, "tensorboard" in cfg.logging.trackers)
+        publish_run(cfg, run.out_dir)  # README.md cards into final/ and best/; hub.push's export to the Hub
     return 0, final
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -23,7 +24,10 @@ class PromptExample:
     prompt_ids: list[int]
     prompt_text: str
     answer: str
-    index: int  # row index in the prompt dataset (for logging and exact resume)
+    index: int  # row index in its source (for logging); unique per source
+    # the row's other columns (JSON values): what a reward that accepts `extra_info` receives (chord.rewards)
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the mixture source it came from (data.prompts.mixture); "" for a single source
 
 
 @dataclass
@@ -62,10 +66,14 @@ class ScoredTokens:
     old_logp: torch.Tensor  # [T] float32: the rollout engine's sampling log-probs (0 elsewhere)
     advantages: torch.Tensor  # [T] float32: the row's group advantage (0 elsewhere)
     ref_logp: torch.Tensor | None = None  # [T] float32: frozen reference log-probs (KL term only)
+    # [T] float32: the factor of each token's loss that sets its term's aggregation mode (None: 1, token-mean;
+    # chord.batching.aggregation_scales)
+    scale: torch.Tensor | None = None
 
     def __getitem__(self, sl: slice) -> ScoredTokens:
         return ScoredTokens(self.targets[sl], self.kind[sl], self.old_logp[sl], self.advantages[sl],
-                            None if self.ref_logp is None else self.ref_logp[sl])
+                            None if self.ref_logp is None else self.ref_logp[sl],
+                            None if self.scale is None else self.scale[sl])
 
 
 @dataclass
@@ -101,6 +109,7 @@ class TokenBatch:
     old_logp: torch.Tensor  # [B, L] float32
     advantages: torch.Tensor  # [B, L] float32
     scored: torch.Tensor  # [B, L] bool
+    scale: torch.Tensor | None = None  # [B, L] float32: per-token loss factor of the aggregation mode (None: 1)
 
     @property
     def packed(self) -> bool:

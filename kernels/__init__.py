@@ -68,7 +68,8 @@ def chord_loss(x: torch.Tensor, weight: torch.Tensor, tokens: ScoredTokens, sett
         logp, ent = token_logp_entropy(x, weight, bias, tokens.targets, temperature=temperature,
                                        entropy_grad=settings.entropy_coef != 0.0)
         loss, metrics = objective(logp, ent, tokens.kind, tokens.old_logp, tokens.advantages, mu=mu, settings=settings,
-                                  n_rollout=n_rollout, n_expert=n_expert, ref_logp=tokens.ref_logp)
+                                  n_rollout=n_rollout, n_expert=n_expert, ref_logp=tokens.ref_logp,
+                                  scale=tokens.scale)
         return ChordLossOutput(loss, metrics, logp.detach(), ent.detach())
     metrics: dict[str, torch.Tensor] = {}
     loss, logp, ent = ChordLossFunction.apply(x, weight, bias, tokens, settings, float(mu), float(n_rollout),

@@ -124,7 +124,8 @@ def loss_and_token_grads(logp: torch.Tensor, entropy: torch.Tensor, tokens: Scor
         ent = entropy.detach().requires_grad_()
         loss, metrics = objective(lp, ent, tokens.kind, tokens.old_logp.float(), tokens.advantages.float(), mu=mu,
                                   settings=settings, n_rollout=n_rollout, n_expert=n_expert,
-                                  ref_logp=None if tokens.ref_logp is None else tokens.ref_logp.float())
+                                  ref_logp=None if tokens.ref_logp is None else tokens.ref_logp.float(),
+                                  scale=None if tokens.scale is None else tokens.scale.float())
         g, h = torch.autograd.grad(loss, (lp, ent), allow_unused=True)
     g = torch.zeros_like(logp) if g is None else g
     h = torch.zeros_like(logp) if h is None else h

@@ -32,3 +32,11 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale: str = "gro
     else:
         return r - mean
     return (r - mean) / (std + eps)
+
+
+def informative_groups(rewards: torch.Tensor) -> torch.Tensor:
+    """[B] bool: the prompt groups whose K rewards are not all equal. The others have every advantage 0 and give
+    GRPO no signal; DAPO's dynamic sampling (arXiv 2503.14476, algorithm.filter_groups) drops them."""
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must be [prompts, samples], got shape {tuple(rewards.shape)}")
+    return rewards.amax(dim=1) != rewards.amin(dim=1)

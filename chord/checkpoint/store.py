@@ -42,7 +42,7 @@ HARMLESS = ("trainer.steps", "trainer.save_every", "trainer.keep_last", "trainer
             "trainer.max_tokens_per_micro_batch", "trainer.packing", "logging.", "run.output_dir", "run.name",
             "model.cache_dir", "loss.", "rollout.kv_cache_gib", "rollout.gpu_memory_utilization",
             "rollout.multiprocess", "rollout.enforce_eager", "rollout.placement", "rollout.weight_bucket_mb",
-            "rollout.sleep_mode", "trainer.epochs", "eval.")
+            "rollout.sleep_mode", "trainer.epochs", "eval.", "hub.")
 STATE = "trainer_state.json"
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,21 +49,64 @@ class ModelConfig:
 
 
 @dataclass
+class PromptSourceConfig:
+    """One source of data.prompts.mixture; a key left null takes data.prompts' value."""
+
+    source: str = "???"  # a local json/jsonl/parquet/csv file or folder, builtin:<task>, or a hub id
+    weight: float = 1.0  # its share of every batch: weight / the sum of the mixture's weights
+    split: str | None = None  # null: data.prompts.split
+    subset: str | None = None  # the hub dataset's config name (load_dataset's `name`), e.g. main
+    revision: str | None = None  # pins the hub dataset: a commit sha, tag or branch
+    prompt_column: str | None = None  # null: data.prompts.prompt_column
+    answer_column: str | None = None  # null: data.prompts.answer_column
+
+
+@dataclass
+class ExpertSourceConfig:
+    """One source of data.expert.mixture; columns left null take data.expert's (prompt_column and
+    response_column set here replace an inherited messages_column)."""
+
+    source: str = "???"  # a local json/jsonl/parquet/csv file or folder, builtin:<task>, or a hub id
+    weight: float = 1.0  # its share of every batch: weight / the sum of the mixture's weights
+    split: str | None = None  # null: data.expert.split
+    subset: str | None = None  # the hub dataset's config name (load_dataset's `name`), e.g. main
+    revision: str | None = None  # pins the hub dataset: a commit sha, tag or branch
+    messages_column: str | None = None  # null: data.expert.messages_column (unless prompt/response are set here)
+    prompt_column: str | None = None  # with response_column: TRL's prompt/completion form for this source
+    response_column: str | None = None  # null: data.expert.response_column
+
+
+@dataclass
 class PromptDataConfig:
-    source: str = "builtin:tiny"  # builtin:tiny|tiny_math|points24|cards, a local json/jsonl/parquet file, or a hub id
-    split: str = "train"  # the split of a hub dataset (a local file is read whole)
+    # builtin:tiny|tiny_math|points24|cards, a local json/jsonl/parquet/csv file or folder, or a hub id;
+    # null (or left at its default) with a mixture
+    source: str | None = "builtin:tiny"
+    split: str = "train"  # the split of a hub dataset or hub-layout folder (a local file is read whole)
+    subset: str | None = None  # a hub dataset's config name (load_dataset's `name`, e.g. main for openai/gsm8k)
+    revision: str | None = None  # pins a hub dataset: a commit sha, tag or branch; null: the newest
+    # weighted sources instead of `source`, e.g. [{source: a.jsonl, weight: 0.7}, {source: b, weight: 0.3}]
+    # (docs/usage.md#mixtures-of-sources); entries take this section's split and columns unless they set theirs
+    mixture: list[PromptSourceConfig] = field(default_factory=list)
     prompt_column: str = "prompt"  # a string (one user message) or a list of chat messages
     # the ground truth; a dotted name reaches into nested objects (verl's parquet: reward_model.ground_truth)
     answer_column: str = "answer"
     system_prompt: str | None = None  # prepended as a system message (unless the row has one); null: none
     max_prompt_length: int = 128  # longer prompts are skipped and counted
-    max_bad_fraction: float = 0.05  # abort if more rows than this are malformed
+    max_bad_fraction: float = 0.05  # abort if more rows than this are malformed (each mixture source on its own)
+    # the row's columns a reward accepting `extra_info` receives (docs/usage.md#rewards); null: all but the
+    # prompt and answer columns (a long unused column costs host memory on every rank: name the ones you need)
+    extra_columns: list[str] | None = None
 
 
 @dataclass
 class ExpertDataConfig:
-    source: str | None = "builtin:tiny"  # null: no expert data (pure GRPO)
-    split: str = "train"  # the split of a hub dataset (a local file is read whole)
+    source: str | None = "builtin:tiny"  # null: no expert data (pure GRPO), or a mixture's sources
+    split: str = "train"  # the split of a hub dataset or hub-layout folder (a local file is read whole)
+    subset: str | None = None  # a hub dataset's config name (load_dataset's `name`); null: its default
+    revision: str | None = None  # pins a hub dataset: a commit sha, tag or branch; null: the newest
+    # weighted sources instead of `source` (docs/usage.md#mixtures-of-sources); entries take this section's
+    # split and columns unless they set theirs
+    mixture: list[ExpertSourceConfig] = field(default_factory=list)
     messages_column: str | None = "messages"  # chat messages, last one from the assistant
     # alternative to messages: prompt + response columns, strings or message lists (TRL's prompt/completion)
     prompt_column: str | None = None
@@ -70,7 +114,7 @@ class ExpertDataConfig:
     system_prompt: str | None = None  # prepended as a system message (unless the row has one); null: none
     max_length: int = 256  # prompt + response tokens
     truncation: str = "drop"  # drop | truncate (keep the prompt, cut the response)
-    max_bad_fraction: float = 0.05  # abort if more rows than this are malformed
+    max_bad_fraction: float = 0.05  # abort if more rows than this are malformed (each mixture source on its own)
 
 
 @dataclass
@@ -87,6 +131,11 @@ class RewardConfig:
     overlong_penalty: float = 0.0  # added to responses cut at rollout.max_new_tokens (e.g. -0.1)
     timeout_s: float = 2.0  # wall-clock budget per sample; a timeout scores 0 and is counted
     fallback: str = "none"  # none | last_number (when there is no \boxed{})
+    # DAPO's soft overlong punishment (arXiv 2503.14476), any reward: a response longer than
+    # rollout.max_new_tokens - overlong_buffer tokens loses up to overlong_buffer_penalty, linearly in the
+    # tokens past that point (the whole penalty at the cap); 0: off
+    overlong_buffer: int = 0
+    overlong_buffer_penalty: float = 1.0  # the penalty at rollout.max_new_tokens (verl's penalty_factor)
     workers: int = 0  # verifier processes per rank; 0 = min(4, CPU cores / ranks on this node)
 
 
@@ -103,7 +152,11 @@ class MuConfig:
 @dataclass
 class AlgorithmConfig:
     mu: MuConfig = field(default_factory=MuConfig)
-    sft_weight: str = "phi"  # none | phi (CHORD-phi) | is
+    # the SFT token weight w_t (docs/algorithm.md#sft-term): none | phi = p(1-p) (CHORD-phi) | is = p |
+    # one_minus_p = 1-p (more weight on unlikely tokens: the CHORD authors' advice for base models) | power
+    sft_weight: str = "phi"
+    sft_weight_exponents: list[float] = field(default_factory=lambda: [1.0, 1.0])  # (a, b) of power: p^a (1-p)^b
+    sft_cutoff_prob: float | None = None  # expert tokens the policy gives p above this get weight 0; null: none
     clip_eps_low: float = 0.2  # PPO clip: the ratio is clipped to [1 - clip_eps_low, 1 + clip_eps_high]
     clip_eps_high: float = 0.2  # set above clip_eps_low for DAPO's "clip-higher"
     dual_clip: float | None = None  # e.g. 3.0; applies to A < 0 only
@@ -113,6 +166,17 @@ class AlgorithmConfig:
     # what divides R - group mean: group (its std: GRPO, the paper) | batch (the step's reward std, TRL's
     # scale_rewards=batch) | none (no division: Dr. GRPO, arXiv 2503.20783)
     scale_rewards: str = "group"
+    # how each term's token losses become one number (docs/algorithm.md#loss-aggregation), over the whole step:
+    # token-mean (every token alike) | seq-mean-token-mean (each response's mean, then the mean over responses) |
+    # seq-mean-token-sum (each response's sum, then the mean); verl's loss_agg_mode
+    loss_agg_mode: str = "token-mean"
+    sft_loss_agg_mode: str | None = None  # the SFT term's; null: loss_agg_mode
+    # DAPO's dynamic sampling, filter part (arXiv 2503.14476): drop prompt groups whose K rewards are all equal
+    # (no GRPO signal) before advantages and token counts, as if never sampled
+    filter_groups: bool = False
+    # truncated importance sampling for the engine/learner mismatch (docs/algorithm.md#truncated-importance-sampling):
+    # the GRPO token loss is weighted by min(p_learner / p_engine, tis_cap); null: off (PPO against the engine)
+    tis_cap: float | None = None
 
 
 @dataclass
@@ -182,7 +246,9 @@ class BenchmarkConfig:
     name: str = "???"  # metric prefix: eval/<name>/avg@k ...
     # builtin:tiny|tiny_math|points24|points24_ood|cards|cards_ood | local jsonl/json/parquet | hub id
     source: str = "???"
-    split: str = "test"  # the split of a hub dataset (a local file is read whole)
+    split: str = "test"  # the split of a hub dataset or hub-layout folder (a local file is read whole)
+    subset: str | None = None  # the hub dataset's config name (load_dataset's `name`), e.g. main for openai/gsm8k
+    revision: str | None = None  # pins the hub dataset: a commit sha, tag or branch; null: the newest
     prompt_column: str | None = None  # null: the first of problem, Problem, question, Question, prompt, query
     answer_column: str | None = None  # null: the first of answer, Answer, final_answer, expected_answer
     k: int | None = None  # samples per problem; null: eval.k
@@ -222,10 +288,29 @@ class DeepSpeedConfig:
 
 @dataclass
 class LoggingConfig:
-    tensorboard: bool = True  # TensorBoard events in run.output_dir/tensorboard (metrics.jsonl is always written)
+    # Where step metrics go besides metrics.jsonl (always written): any of tensorboard (run.output_dir/tensorboard),
+    # wandb, mlflow; [] for none. wandb and mlflow need `pip install -e '.[trackers]'`; the entity, mode (offline)
+    # and API key come from WANDB_ENTITY / WANDB_MODE / WANDB_API_KEY (docs/usage.md#trackers)
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    project: str = "chord"  # the wandb project and the mlflow experiment the run is logged to (its name: run.name)
+    # mlflow's tracking server (http://host:5000) or a folder (file:///abs/path); null: MLFLOW_TRACKING_URI, else
+    # mlflow's default (sqlite:///mlflow.db, which needs the full `mlflow` package rather than mlflow-skinny)
+    tracking_uri: str | None = None
     progress_bar: bool = True  # a tqdm bar on rank 0
-    save_rollouts: bool = False  # every step's scored rollouts to rollouts/step_N.jsonl (rank 0)
+    save_rollouts: bool = False  # every step's scored rollouts to rollouts/step_N.jsonl (rank 0), wandb/mlflow tables
     verbose: bool = False  # also vLLM's, DeepSpeed's and torch's info and warning lines (off: chord's own only)
+
+
+@dataclass
+class HubConfig:
+    """An export pushed to the Hugging Face Hub after a finished run (docs/usage.md#pushing-to-the-hub)."""
+
+    # none | final | best: the export pushed after a finished run (a staged recipe: its last stage's); a failed
+    # push is one warning line, the run still exits 0. Cards go into final/ and best/ either way
+    push: str = "none"
+    repo_id: str | None = None  # owner/name, or name (under the token's user); created if missing
+    private: bool = True  # a repo that chord creates is private (an existing repo keeps its visibility)
+    revision: str | None = None  # the branch to push to, created from main if missing; null: main
 
 
 @dataclass
@@ -241,6 +326,7 @@ class ChordConfig:
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
     # A staged recipe (e.g. SFT then RL): each entry is {name, method: sft|grpo|chord, init: final|best}
     # plus recipe sections that change for that stage; see chord/config/stages.py. Empty: one stage.
     stages: list[Any] = field(default_factory=list)
@@ -253,6 +339,8 @@ def check_keys(node: Any, schema: type, prefix: str) -> None:
     fields = {f.name: f for f in dataclasses.fields(schema)}
     for key in node:
         path = f"{prefix}{key}"
+        if key not in fields and path in RENAMED:
+            raise ConfigError(f"'{path}' was replaced by {RENAMED[path]}")
         if key not in fields:
             near = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{prefix}{near[0]}'?)" if near else f" (valid: {', '.join(fields)})"
@@ -266,7 +354,11 @@ def check_keys(node: Any, schema: type, prefix: str) -> None:
                 check_keys(entry, item, f"{path}.{i}.")
 
 
-LIST_ITEMS: dict[tuple[type, str], type] = {(EvalConfig, "benchmarks"): BenchmarkConfig}  # typed list entries
+LIST_ITEMS: dict[tuple[type, str], type] = {  # typed list entries
+    (EvalConfig, "benchmarks"): BenchmarkConfig,
+    (PromptDataConfig, "mixture"): PromptSourceConfig,
+    (ExpertDataConfig, "mixture"): ExpertSourceConfig,
+}
 
 
 def _require(ok: bool, key: str, msg: str) -> None:
@@ -278,11 +370,50 @@ def _one_of(value: Any, key: str, choices: tuple) -> None:
     _require(value in choices, key, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
+RENAMED = {  # keys of older recipes: the one line says what replaced them
+    "logging.tensorboard": "logging.trackers: [tensorboard] (the default), or [] for no TensorBoard",
+}
+# logging.trackers' choices and the module each needs: checked here, imported only by the run (chord/trackers.py)
+TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def validate_logging(cfg: ChordConfig) -> None:
+    """A tracker that is misspelt or not installed fails now, not after the model is built."""
+    from importlib.util import find_spec
+
+    lg = cfg.logging
+    for name in lg.trackers:
+        if name not in TRACKER_MODULES:
+            near = difflib.get_close_matches(str(name), list(TRACKER_MODULES), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise ConfigError(f"'logging.trackers' has {name!r}: must be among {', '.join(TRACKER_MODULES)}{hint}")
+        _require(lg.trackers.count(name) == 1, "logging.trackers", f"lists {name!r} twice")
+        extra = "pip install tensorboard" if name == "tensorboard" else f"pip install -e '.[trackers]' (or {name})"
+        _require(find_spec(TRACKER_MODULES[name]) is not None, "logging.trackers",
+                 f"has {name!r} but the {name} package is not installed: {extra}")
+    _require(bool(lg.project.strip()), "logging.project", "must not be empty")
+    _require(lg.tracking_uri is None or bool(lg.tracking_uri.strip()), "logging.tracking_uri",
+             "must not be empty (null: MLFLOW_TRACKING_URI or mlflow's default)")
+    if "mlflow" in lg.trackers:
+        import os
+
+        uri = lg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        # mlflow-skinny (the trackers extra) stores runs on a server or in a folder; a database store
+        # (mlflow's default sqlite:///mlflow.db) needs SQLAlchemy, which the full mlflow package brings
+        database = uri is None or uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql")
+        _require(not database or find_spec("sqlalchemy") is not None, "logging.tracking_uri",
+                 f"is {uri or 'null (mlflow default: sqlite:///mlflow.db)'}: a database store needs the full mlflow "
+                 "package (pip install mlflow); or a server http://HOST:PORT or a folder file:///ABS/PATH")
+
+
 def validate(cfg: ChordConfig) -> None:
     """Impossible values fail here, before any model or engine is built."""
+    validate_logging(cfg)
     validate_eval(cfg)
+    validate_hub(cfg)
     validate_ranges(cfg)
     validate_paths(cfg)
+    validate_data(cfg)
     rw = cfg.reward
     _one_of(rw.fallback, "reward.fallback", ("none", "last_number"))
     _require(rw.timeout_s > 0, "reward.timeout_s", f"must be > 0, got {rw.timeout_s}")
@@ -294,8 +425,8 @@ def validate(cfg: ChordConfig) -> None:
         _require(0.0 <= v <= 1.0, f"algorithm.mu.{name}", f"must be in [0, 1], got {v}")
     _require(m.warmup_steps >= 0, "algorithm.mu.warmup_steps", "must be >= 0")
     _require(m.decay_steps >= 0, "algorithm.mu.decay_steps", "must be >= 0")
-    _one_of(a.sft_weight, "algorithm.sft_weight", ("none", "phi", "is"))
     _one_of(a.scale_rewards, "algorithm.scale_rewards", ("group", "batch", "none"))
+    validate_knobs(cfg)
     _require(0 <= a.clip_eps_low < 1, "algorithm.clip_eps_low", f"must be in [0, 1), got {a.clip_eps_low}")
     _require(a.clip_eps_high >= 0, "algorithm.clip_eps_high", f"must be >= 0, got {a.clip_eps_high}")
     _require(a.dual_clip is None or a.dual_clip > 1, "algorithm.dual_clip", "must be > 1 or null")
@@ -328,11 +459,79 @@ def validate(cfg: ChordConfig) -> None:
     e = cfg.data.expert
     _require(e.messages_column is not None or (e.prompt_column and e.response_column),
              "data.expert.messages_column", "is null: set data.expert.prompt_column and response_column")
-    _require(not uses_expert(cfg) or e.source is not None, "data.expert.source",
+    _require(not uses_expert(cfg) or e.source is not None or bool(e.mixture), "data.expert.source",
              "is null but trainer.expert_per_step > 0 and mu > 0")
     _require(not (t.prompts_per_step > 0 and not uses_rl(cfg)), "trainer.prompts_per_step",
              "must be 0 when mu is 1 throughout (pure SFT does no rollouts)")
     _require(uses_rl(cfg) or uses_expert(cfg), "trainer", "has neither an RL nor an SFT term to train")
+
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")  # verl's loss_agg_mode names
+
+
+def validate_knobs(cfg: ChordConfig) -> None:
+    """The GRPO / SFT options of docs/algorithm.md beyond the paper's defaults."""
+    a, rw = cfg.algorithm, cfg.reward
+    _one_of(a.sft_weight, "algorithm.sft_weight", ("none", "phi", "is", "one_minus_p", "power"))
+    ex = list(a.sft_weight_exponents)
+    _require(len(ex) == 2 and all(v >= 0 for v in ex), "algorithm.sft_weight_exponents",
+             f"must be two numbers >= 0 (a, b of p^a (1-p)^b), got {ex}")
+    _require(a.sft_cutoff_prob is None or 0 < a.sft_cutoff_prob < 1, "algorithm.sft_cutoff_prob",
+             f"must be in (0, 1) or null, got {a.sft_cutoff_prob}")
+    _one_of(a.loss_agg_mode, "algorithm.loss_agg_mode", AGG_MODES)
+    if a.sft_loss_agg_mode is not None:
+        _one_of(a.sft_loss_agg_mode, "algorithm.sft_loss_agg_mode", AGG_MODES)
+    _require(a.tis_cap is None or a.tis_cap >= 1, "algorithm.tis_cap",
+             f"must be >= 1 or null (a cap below 1 would shrink on-policy tokens), got {a.tis_cap}")
+    _require(not a.filter_groups or cfg.trainer.samples_per_prompt >= 2, "algorithm.filter_groups",
+             "needs trainer.samples_per_prompt >= 2: a group of one always has equal rewards")
+    _require(rw.overlong_buffer >= 0, "reward.overlong_buffer", f"must be >= 0, got {rw.overlong_buffer}")
+    _require(rw.overlong_buffer < cfg.rollout.max_new_tokens, "reward.overlong_buffer",
+             f"= {rw.overlong_buffer} must be smaller than rollout.max_new_tokens = {cfg.rollout.max_new_tokens}")
+    _require(rw.overlong_buffer_penalty >= 0, "reward.overlong_buffer_penalty", "must be >= 0 (it is subtracted)")
+
+
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")  # chord.data.loading's local file formats
+
+
+def _hub_pins(source: str | None, subset: str | None, revision: str | None, key: str) -> None:
+    """subset and revision name a hub dataset's config and version: refused where they would do nothing."""
+    if source is None:
+        return
+    p = Path(source).expanduser()
+    file = source.startswith("builtin:") or p.is_file() or (not p.is_dir() and p.suffix in LOCAL_SUFFIXES)
+    local = file or p.exists() or source.startswith((".", "/", "~"))
+    _require(revision is None or not local, f"{key}.revision",
+             f"= {revision} pins a hub dataset, but {key}.source = {source} is local")
+    _require(subset is None or not file, f"{key}.subset", f"= {subset} names a config of a hub dataset (or of a "
+             f"folder with a README.md configs: section), but {key}.source = {source} is a local file")
+
+
+def validate_data(cfg: ChordConfig) -> None:
+    """Data sources: hub pins where they mean something, and mixtures (docs/usage.md#mixtures-of-sources)."""
+    d = cfg.data
+    for key, sec in (("data.prompts", d.prompts), ("data.expert", d.expert)):
+        if not sec.mixture:
+            _hub_pins(sec.source, sec.subset, sec.revision, key)
+            continue
+        default = type(sec)().source
+        _require(sec.source in (None, default), f"{key}.source",
+                 f"= {sec.source} and {key}.mixture are both set: set {key}.source=null (each entry names a source)")
+        for k in ("subset", "revision"):
+            _require(getattr(sec, k) is None, f"{key}.{k}", f"pins {key}.source; with {key}.mixture set it per entry")
+        for i, m in enumerate(sec.mixture):
+            _require(math.isfinite(m.weight) and m.weight > 0, f"{key}.mixture.{i}.weight",
+                     f"must be a finite number > 0, got {m.weight}")
+            _hub_pins(m.source, m.subset, m.revision, f"{key}.mixture.{i}")
+    _require(not uses_rl(cfg) or d.prompts.source is not None or bool(d.prompts.mixture), "data.prompts.source",
+             "is null: set a source or data.prompts.mixture")
+    e = d.expert
+    for i, m in enumerate(e.mixture):
+        if m.messages_column is None and (m.prompt_column or m.response_column):  # this source's prompt/response
+            _require(bool((m.prompt_column or e.prompt_column) and (m.response_column or e.response_column)),
+                     f"data.expert.mixture.{i}", "needs prompt_column and response_column (set here or in data.expert)")
+    for i, b in enumerate(cfg.eval.benchmarks):
+        _hub_pins(b.source, b.subset, b.revision, f"eval.benchmarks.{i}")
 
 
 def uses_rl(cfg: ChordConfig) -> bool:
@@ -415,6 +614,31 @@ def validate_eval(cfg: ChordConfig) -> None:
                  f"must be one of {', '.join(valid)}; got {ev.best_metric!r}")
 
 
+# the Hub's repo names: letters, digits, '-', '_', '.'; at most 96 characters; no '--' or '..'; no '-'/'.' at an end
+HUB_NAME = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?")
+
+
+def is_hub_id(name: str) -> bool:
+    """`owner/name` or `name` in the Hub's spelling (a model, dataset or repo id; not a local path)."""
+    return name.count("/") <= 1 and all(HUB_NAME.fullmatch(part) for part in name.split("/"))
+
+
+def validate_hub(cfg: ChordConfig) -> None:
+    h = cfg.hub
+    _one_of(h.push, "hub.push", ("none", "final", "best"))
+    _require(h.push == "none" or h.repo_id is not None, "hub.repo_id", f"is null but hub.push is {h.push}: name "
+             "the repo to push to (owner/name, or name under the token's user)")
+    if h.repo_id is not None:
+        _require(is_hub_id(h.repo_id), "hub.repo_id", f"must be owner/name or name (letters, digits, '-', '_', "
+                 f"'.'; no '--' or '..'; at most 96 characters each), got {h.repo_id!r}")
+    _require(h.revision is None or (h.revision != "" and not any(c.isspace() for c in h.revision)),
+             "hub.revision", f"must be a branch name or null, got {h.revision!r}")
+    _require(h.push != "best" or bool(cfg.eval.benchmarks), "hub.push",
+             "is best but eval.benchmarks is empty: best/ is chosen by evaluation (push final instead)")
+    _require(h.push != "final" or cfg.trainer.save_at_end, "hub.push",
+             "is final but trainer.save_at_end is false: no final/ export is written")
+
+
 def _finite(cfg: Any, prefix: str = "") -> None:
     """NaN passes every `>`/`<` range check as False but `not (x < y)` as True: refuse it (and inf) outright."""
     for f in dataclasses.fields(cfg):
@@ -464,7 +688,8 @@ def _not_a_file(path: str, key: str) -> None:
 def validate_paths(cfg: ChordConfig) -> None:
     """Folders and files named by the recipe, checked before anything is built."""
     _not_a_file(cfg.run.output_dir, "run.output_dir")
-    sources = (cfg.data.prompts.source, cfg.data.expert.source, *(b.source for b in cfg.eval.benchmarks))
+    sources = (cfg.data.prompts.source, cfg.data.expert.source, *(b.source for b in cfg.eval.benchmarks),
+               *(m.source for m in (*cfg.data.prompts.mixture, *cfg.data.expert.mixture)))
     if cfg.model.path in ("tiny", "cards") or any(str(s).startswith("builtin:") for s in sources):
         _not_a_file(cfg.model.cache_dir, "model.cache_dir")  # the tiny model and task files are built there
     ds = cfg.deepspeed.config_path

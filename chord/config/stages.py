@@ -31,7 +31,8 @@ from chord.config.schema import ChordConfig, ConfigError, check_keys, validate
 from chord.logger import atomic_write_text
 
 STAGE_KEYS = ("name", "method", "init")
-FIXED = ("run", "model", "stages")  # shared by every stage: identity, starting model, the plan itself
+# shared by every stage: identity, starting model, where the result goes (pushed after the last stage only), the plan
+FIXED = ("run", "model", "hub", "stages")
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(ChordConfig) if f.name not in FIXED}
 _MU = {"warmup_steps": 0, "decay_steps": 0}
 METHODS: dict[str, dict[str, Any]] = {
@@ -68,7 +69,7 @@ def _entry(raw: Any, i: int) -> tuple[str, str, str, dict]:
     for key in raw:
         if key not in STAGE_KEYS and key not in SECTIONS:
             near = difflib.get_close_matches(str(key), [*STAGE_KEYS, *SECTIONS], n=1)
-            why = " (run, model and stages are shared by all stages)" if key in FIXED else ""
+            why = " (run, model, hub and stages are shared by all stages)" if key in FIXED else ""
             hint = f" (did you mean '{where}.{near[0]}'?)" if near and not why else why
             raise ConfigError(f"unknown key '{where}.{key}'{hint}")
         if key in SECTIONS:
@@ -99,6 +100,8 @@ def expand(cfg: ChordConfig) -> list[Stage]:
             raise ConfigError(f"'stages.{i}.name' {name!r} is used twice")
         out = root / f"stage{i + 1}-{name}"
         identity: dict[str, Any] = {"run": {"name": f"{cfg.run.name}-{name}", "output_dir": str(out)}}
+        if i < len(cfg.stages) - 1:  # the recipe's result is the last stage's export: only it is pushed
+            identity["hub"] = {"push": "none"}
         if stages:
             prev = stages[-1]
             if init == "best" and not prev.cfg.eval.benchmarks:

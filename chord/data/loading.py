@@ -1,7 +1,9 @@
 """Expert and RL-prompt datasets, chat-templated, every skipped row counted.
 
 Local json/jsonl files are read by chord (chord/data/json_rows.py: a line that is not JSON is a
-counted `bad_json` skip); parquet, csv and hub datasets go through `datasets`. A malformed row
+counted `bad_json` skip); parquet, csv, hub datasets (a config name and a revision pin reach
+`datasets.load_dataset`) and local folders laid out like a hub dataset repository (a README.md
+whose `configs:` section names the files) go through `datasets`. A malformed row
 (missing field, wrong type, empty response, too long under the "drop" policy) is skipped with a
 reason; the per-reason counts are reported, and a bad fraction above
 `max_bad_fraction` aborts with a one-line DataError. Nothing is skipped silently.
@@ -10,6 +12,7 @@ reason; the per-reason counts are reported, and a bad fraction above
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,29 +50,44 @@ class SkipReport:
 _FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
-def load_rows(source: str, split: str = "train"):
-    """A local json/jsonl/parquet/csv file (or a folder of them), else a hub dataset id."""
-    import datasets
-
+def load_rows(source: str, split: str = "train", subset: str | None = None, revision: str | None = None):
+    """A local json/jsonl/parquet/csv file (or a folder of them), a folder laid out like a hub dataset
+    repository, else a hub dataset id; `subset` is load_dataset's config name, `revision` its pin."""
     p = Path(source).expanduser()
+    local = p.exists() or source.startswith((".", "/", "~")) or p.suffix in _FORMATS
+    if revision is not None and local:
+        raise DataError(f"data source '{source}' is local: revision '{revision}' pins hub datasets only")
     if p.is_file():
+        if subset is not None:
+            raise DataError(f"data file '{p}': subset '{subset}' names a config of a hub dataset (or of a "
+                            "folder with a README.md configs: section), not of a file")
         if p.suffix not in _FORMATS:
             raise DataError(f"data file '{p}': unsupported extension (use {', '.join(_FORMATS)})")
         return _local_rows([p])
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix in _FORMATS)
+        if subset is not None or (not files and (p / "README.md").is_file()):  # a hub dataset repo's layout
+            return _hub_rows(str(p), split, subset, None)
         if not files:
             raise DataError(f"data folder '{p}' has no json/jsonl/parquet/csv files")
         if len({_FORMATS[f.suffix] for f in files}) > 1:
             raise DataError(f"data folder '{p}' mixes formats ({', '.join(sorted({f.suffix for f in files}))}): "
                             "use one")
         return _local_rows(files)
-    if source.startswith((".", "/", "~")) or p.suffix in _FORMATS:
+    if local:
         raise DataError(f"data file '{source}' does not exist")
+    return _hub_rows(source, split, subset, revision)
+
+
+def _hub_rows(source: str, split: str, subset: str | None, revision: str | None):
+    import datasets
+
     try:
-        return datasets.load_dataset(source, split=split)
+        return datasets.load_dataset(source, subset, split=split, revision=revision)
     except Exception as e:  # hub errors come in many types; report one line
-        raise DataError(f"cannot load dataset '{source}' split '{split}': {str(e).splitlines()[0]}") from None
+        pins = "".join(f" {k} '{v}'" for k, v in (("subset", subset), ("revision", revision)) if v is not None)
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise DataError(f"cannot load dataset '{source}'{pins} split '{split}': {first}") from None
 
 
 def _local_rows(files: list[Path]):
@@ -199,17 +217,33 @@ def _collect(ds, name: str, make) -> tuple[list, SkipReport]:
 def build_expert_examples(ds, tokenizer: Any, *, messages_column: str | None = "messages",
                           prompt_column: str | None = None, response_column: str | None = None,
                           system_prompt: str | None = None, max_length: int, truncation: str = "drop",
-                          max_bad_fraction: float = 0.05) -> tuple[list[ExpertExample], SkipReport]:
+                          max_bad_fraction: float = 0.05, name: str = "expert data",
+                          ) -> tuple[list[ExpertExample], SkipReport]:
     """Chat-templated expert rows; loss_mask = 1 exactly on the final assistant turn (with its end token)."""
     cols = (messages_column, prompt_column, response_column)
-    items, report = _collect(ds, "expert data", lambda row, i: _expert_example(
+    items, report = _collect(ds, name, lambda row, i: _expert_example(
         row, i, tokenizer, columns=cols, system_prompt=system_prompt, max_length=max_length, truncation=truncation))
     report.check(max_bad_fraction)
     return items, report
 
 
+def _jsonable(value: Any) -> bool:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_jsonable(v) for v in value)
+    return isinstance(value, dict) and all(isinstance(k, str) and _jsonable(v) for k, v in value.items())
+
+
+def _extra(row: dict, prompt_column: str, answer_column: str, columns: Sequence[str] | None) -> dict[str, Any]:
+    """The row's other columns with JSON values (an image, bytes or a date is left out): the reward's extra_info."""
+    keep = row.keys() if columns is None else [c for c in columns if c in row]
+    return {k: row[k] for k in keep if k not in (prompt_column, answer_column) and _jsonable(row[k])}
+
+
 def _prompt_example(row: dict, index: int, tokenizer: Any, *, prompt_column: str, answer_column: str,
-                    system_prompt: str | None, max_prompt_length: int) -> PromptExample:
+                    system_prompt: str | None, max_prompt_length: int, extra_columns: Sequence[str] | None = None,
+                    source: str = "") -> PromptExample:
     prompt, answer = _field(row, prompt_column), _field(row, answer_column)
     if prompt is None or answer is None:
         raise _Skip("missing_field")
@@ -230,16 +264,20 @@ def _prompt_example(row: dict, index: int, tokenizer: Any, *, prompt_column: str
     if isinstance(answer, float) and answer.is_integer():
         answer = int(answer)  # AMC copies store 142.0: the ground truth is 142
     text = msgs[-1]["content"]
-    return PromptExample(prompt_ids=ids, prompt_text=text, answer=str(answer), index=index)
+    return PromptExample(prompt_ids=ids, prompt_text=text, answer=str(answer), index=index,
+                         extra=_extra(row, prompt_column, answer_column, extra_columns), source=source)
 
 
 def build_prompt_examples(ds, tokenizer: Any, *, prompt_column: str = "prompt", answer_column: str = "answer",
                           system_prompt: str | None = None, max_prompt_length: int,
                           max_bad_fraction: float = 0.05, name: str = "prompt data",
+                          extra_columns: Sequence[str] | None = None, source: str = "",
                           ) -> tuple[list[PromptExample], SkipReport]:
-    """RL prompts with ground truth; over-long prompts are always skipped (and counted)."""
+    """RL prompts with ground truth; over-long prompts are always skipped (and counted). Each keeps its row's
+    other columns (`extra_columns` only, when given) as `extra`, and `source` (a mixture's label)."""
     items, report = _collect(ds, name, lambda row, i: _prompt_example(
         row, i, tokenizer, prompt_column=prompt_column, answer_column=answer_column,
-        system_prompt=system_prompt, max_prompt_length=max_prompt_length))
+        system_prompt=system_prompt, max_prompt_length=max_prompt_length, extra_columns=extra_columns,
+        source=source))
     report.check(max_bad_fraction)
     return items, report

@@ -64,7 +64,7 @@ def load_benchmark(b: BenchmarkConfig, tokenizer: Any, *, k: int, system_prompt:
                    max_prompt_length: int, max_bad_fraction: float,
                    resolve: Callable[[str], str] = lambda s: s) -> Benchmark:
     """Read a benchmark (local file or hub id, columns detected) as chat-templated prompts."""
-    ds = load_rows(resolve(b.source), b.split)
+    ds = load_rows(resolve(b.source), b.split, b.subset, b.revision)
     cols = list(ds.column_names)
     prompt_col = _column(cols, b.prompt_column, PROMPT_COLUMNS, "prompt", b.name)
     answer_col = _column(cols, b.answer_column, ANSWER_COLUMNS, "answer", b.name)
@@ -101,7 +101,8 @@ def evaluate(engine: Any, benchmarks: Sequence[Benchmark], reward_fn: RewardFn, 
         rollouts = engine.generate([b.problems[i] for i in slots], b.k, -1 - step, sampling=sampling,
                                    slots=slots) if slots else []  # more engines than problems: some get none
         answers = [b.problems[r.group].answer for r in rollouts]
-        scores = score_all(reward_fn, [r.response_text for r in rollouts], answers, [r.truncated for r in rollouts])
+        scores = score_all(reward_fn, [r.response_text for r in rollouts], answers, [r.truncated for r in rollouts],
+                           [b.problems[r.group].extra for r in rollouts])
         correct = [float(is_correct(s, i)) for s, i in zip(scores.rewards, scores.info, strict=True)]
         lengths = [float(len(r.response_ids)) for r in rollouts]
         truncated = [float(r.truncated) for r in rollouts]

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import torch
 
+from chord.algo.chord_loss import LossSettings
+from chord.config import ChordConfig
 from chord.types import TokenBatch
 
 
@@ -39,3 +41,12 @@ class Learner(Protocol):
         ...
 
     def forget_process_groups(self) -> None: ...
+
+
+def loss_settings(cfg: ChordConfig) -> LossSettings:
+    """The recipe's algorithm.* keys as the loss's settings."""
+    a = cfg.algorithm
+    return LossSettings(sft_weight=a.sft_weight, eps_low=a.clip_eps_low, eps_high=a.clip_eps_high,
+                        dual_clip=a.dual_clip, kl_coef=a.kl_coef, entropy_coef=a.entropy_coef,
+                        sft_exponents=(float(a.sft_weight_exponents[0]), float(a.sft_weight_exponents[1])),
+                        sft_cutoff_prob=a.sft_cutoff_prob, tis_cap=a.tis_cap)

@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 
 import chord_kernels
-from chord.algo.chord_loss import LossSettings
 from chord.config import ChordConfig, ConfigError
+from chord.learner import loss_settings
 from chord.learner.guarded_adamw import GuardedAdamW, NonFiniteError
 from chord.learner.policy_step import PolicyStep
 from chord.learner.weight_buckets import plan_buckets
@@ -134,11 +134,7 @@ class DeepSpeedLearner:
         self.device = self.engine.device  # every batch tensor moves here, in micro_step
         self.zero_stage = self.engine.zero_optimization_stage()
         self.ref_engine = build_ref_engine(ref_model, self.ds_config) if ref_model is not None else None
-        a = cfg.algorithm
-        self.settings = LossSettings(
-            sft_weight=a.sft_weight, eps_low=a.clip_eps_low, eps_high=a.clip_eps_high,
-            dual_clip=a.dual_clip, kl_coef=a.kl_coef, entropy_coef=a.entropy_coef,
-        )
+        self.settings = loss_settings(cfg)
         # how chord_kernels sweeps the vocabulary, and the sampling temperature the log-probs are taken at
         self.loss_impl = {"temperature": cfg.rollout.temperature, "impl": cfg.loss.impl,
                           "chunk_size": cfg.loss.chunk_size}

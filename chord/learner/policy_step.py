@@ -42,6 +42,7 @@ class PolicyStep(nn.Module):
                          position_ids=batch.position_ids, use_cache=False, **packed_kwargs(batch.cu_seqlens))
         sel = batch.scored  # [B, L]
         hidden = out.last_hidden_state[sel]  # [T, H]: position t predicts targets[t]
-        tok = ScoredTokens(batch.targets[sel], batch.kind[sel], batch.old_logp[sel], batch.advantages[sel])
+        tok = ScoredTokens(batch.targets[sel], batch.kind[sel], batch.old_logp[sel], batch.advantages[sel],
+                           scale=None if batch.scale is None else batch.scale[sel])
         # through the head module's own forward: under ZeRO-3 that gathers its weight and reduces its grad
         return self.lm_head(hidden, fn=lambda h, w, b: fn(h, w, b, tok))

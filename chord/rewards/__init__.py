@@ -2,9 +2,18 @@
 
 A reward function takes (response_text, ground_truth) and returns (score, info) where info maps
 component names to floats (logged as reward/<name>); one that also accepts a `truncated` keyword
-(the response hit the token limit) receives it, for over-length penalties. An info key `correct`
-(0/1) is what evaluation counts as solved; without it a reward >= 1 counts as solved. Model output is hostile input:
-rewards parse it, never eval/exec it; an exception scores 0 and is counted, it never crashes the step.
+(the response hit the token limit) receives it, for over-length penalties, and one that accepts an
+`extra_info` keyword (verl's name; or **kwargs) receives the prompt row's other columns as a dict
+(PromptExample.extra, data.prompts.extra_columns), e.g. a per-row tolerance:
+
+    def reward(response: str, ground_truth: str, *, extra_info: dict) -> tuple[float, dict[str, float]]:
+        ...abs(float(x) - float(ground_truth)) <= extra_info["tolerance"]...
+
+A `score_batch(responses, answers[, truncated=...][, extra_info=...])` method gets the same keywords as
+lists, one entry per response. Rewards that accept neither keyword are called as (response, answer).
+An info key `correct` (0/1) is what evaluation counts as solved; without it a reward >= 1 counts as
+solved. Model output is hostile input: rewards parse it, never eval/exec it; an exception scores 0
+and is counted, it never crashes the step.
 """
 
 from __future__ import annotations
@@ -92,12 +101,13 @@ def is_correct(reward: float, info: dict[str, float]) -> bool:
     return float(info.get("correct", reward)) >= 1.0
 
 
-def _takes_truncated(fn: Callable) -> bool:
+def _takes(fn: Callable, keyword: str) -> bool:
+    """fn accepts `keyword` by name (or **kwargs): it is passed only to rewards that can take it."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    return "truncated" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 @dataclass
@@ -108,30 +118,39 @@ class Scores:
     error_examples: list[str] = field(default_factory=list)
 
 
+def _keywords(fn: Callable, given: dict[str, list | None]) -> dict[str, list]:
+    """The optional per-response keywords (truncated, extra_info) that were given and that fn accepts."""
+    return {k: v for k, v in given.items() if v is not None and _takes(fn, k)}
+
+
 def score_all(fn: RewardFn, responses: Sequence[str], answers: Sequence[str],
-              truncated: Sequence[bool] | None = None) -> Scores:
+              truncated: Sequence[bool] | None = None, extra_info: Sequence[dict] | None = None) -> Scores:
     """Score every response; a raising reward gives 0 and is counted, never aborts the step.
 
     A reward with a `score_batch(responses, answers)` method (e.g. the math reward, which verifies
     in parallel worker processes under a deadline) scores the whole batch in one call. `truncated`
-    reaches rewards whose signature accepts it.
+    and `extra_info` (one dict per response: its prompt row's other columns) reach rewards whose
+    signature accepts them.
     """
     out = Scores([], [])
     flags = list(truncated) if truncated is not None else [False] * len(responses)
+    extras = list(extra_info) if extra_info is not None else None
+    if extras is not None and len(extras) != len(responses):
+        raise ValueError(f"score_all: {len(extras)} extra_info dicts for {len(responses)} responses")
+    given = {"truncated": flags if truncated is not None else None, "extra_info": extras}
     batch = getattr(fn, "score_batch", None)
     if callable(batch):
         try:
-            extra = {"truncated": flags} if truncated is not None and _takes_truncated(batch) else {}
-            for r, info in batch(responses, answers, **extra):
+            for r, info in batch(responses, answers, **_keywords(batch, given)):
                 out.rewards.append(float(r))
                 out.info.append(info)
             return out
         except Exception as e:  # a broken batch scorer: fall back to per-sample scoring and counting
             out = Scores([], [], error_examples=[f"score_batch: {type(e).__name__}: {e}"[:200]])
-    pass_flag = truncated is not None and _takes_truncated(fn)
-    for text, ans, cut in zip(responses, answers, flags, strict=True):
+    keywords = _keywords(fn, given)
+    for i, (text, ans) in enumerate(zip(responses, answers, strict=True)):
         try:
-            r, info = fn(text, ans, truncated=cut) if pass_flag else fn(text, ans)
+            r, info = fn(text, ans, **{k: v[i] for k, v in keywords.items()})
             r = float(r)
         except Exception as e:  # model output is hostile input: count, don't crash
             r, info = 0.0, {}

@@ -127,9 +127,9 @@ def test_sigterm_checkpoints_and_exits_cleanly(reference, tiny_cache, tmp_path):
     # a changed algorithm is refused; a changed step count is allowed and reported
     p = _launch(ranks, tiny_cache, out, None, "algorithm.mu.peak=0.5")
     assert p.returncode == 2 and "different config: algorithm.mu.peak" in p.stderr, p.stderr[-2000:]
-    p = _launch(ranks, tiny_cache, out, None, "logging.tensorboard=false")
+    p = _launch(ranks, tiny_cache, out, None, "logging.trackers=[]")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "resuming with changed settings: logging.tensorboard" in p.stderr
+    assert "resuming with changed settings: logging.trackers" in p.stderr
     _assert_same_run(ref, out)
 
 

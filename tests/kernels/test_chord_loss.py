@@ -58,12 +58,19 @@ def make(case: str, n: int, h: int, v: int, seed: int = 0, temperature: float = 
     return x, w, b, y, kind, old, adv, ref
 
 
-SETTINGS = ("sft_weight", "eps_low", "eps_high", "dual_clip", "kl_coef", "entropy_coef")
+SETTINGS = ("sft_weight", "eps_low", "eps_high", "dual_clip", "kl_coef", "entropy_coef", "sft_exponents",
+            "sft_cutoff_prob", "tis_cap")
 
 
 def split(kw):
-    """kwargs -> (LossSettings, the op's other arguments)."""
-    return LossSettings(**{k: kw[k] for k in SETTINGS}), {k: v for k, v in kw.items() if k not in SETTINGS}
+    """kwargs -> (LossSettings, the op's other arguments); `scaled` (a test switch) is neither."""
+    return (LossSettings(**{k: kw[k] for k in SETTINGS if k in kw}),
+            {k: v for k, v in kw.items() if k not in SETTINGS and k != "scaled"})
+
+
+def token_scale(kw, n):
+    """A per-token aggregation factor (chord.batching.aggregation_scales) when the case sets `scaled`."""
+    return 0.5 + torch.rand(n, generator=torch.Generator().manual_seed(11)) if kw.get("scaled") else None
 
 
 def gold(x, w, b, y, kind, old, adv, ref, kw):
@@ -73,8 +80,10 @@ def gold(x, w, b, y, kind, old, adv, ref, kw):
     logprobs = torch.log_softmax(logits_reference(xs, ws, bs, a["temperature"], torch.float64), -1)
     logp = logprobs.gather(-1, y[:, None])[:, 0]
     ent = -(logprobs.exp() * logprobs).sum(-1)
+    scale = token_scale(kw, len(y))
     loss, _ = objective(logp, ent, kind, old.double(), adv.double(), mu=a["mu"], settings=settings,
-                        n_rollout=a["n_rollout"], n_expert=a["n_expert"], ref_logp=ref.double())
+                        n_rollout=a["n_rollout"], n_expert=a["n_expert"], ref_logp=ref.double(),
+                        scale=None if scale is None else scale.double())
     loss.backward()
     return loss.detach(), logp.detach(), ent.detach(), xs.grad, ws.grad, bs.grad
 
@@ -87,7 +96,9 @@ def run(impl, x, w, b, y, kind, old, adv, ref, kw, chunk=16, with_metrics=False)
     dev = device(impl)
     settings, a = split(kw)
     xs, ws, bs = (t.to(dev).clone().requires_grad_() for t in (x, w, b))
-    tokens = ScoredTokens(*(t.to(dev) for t in (y, kind, old, adv, ref)))
+    scale = token_scale(kw, len(y))
+    tokens = ScoredTokens(*(t.to(dev) for t in (y, kind, old, adv, ref)),
+                          scale=None if scale is None else scale.to(dev))
     out = chord_loss(xs, ws, tokens, settings, bias=bs, impl=impl, chunk_size=chunk, **a)
     out.loss.backward()
     got = tuple(t.cpu() for t in (out.loss.detach(), out.logp, out.entropy, xs.grad, ws.grad, bs.grad))
@@ -112,6 +123,9 @@ CASES = [
     ("all_expert", {"sft_weight": "is"}), ("clipped", {}), ("dual", {"dual_clip": 3.0}), ("ignored", {}),
     ("mixed", {"kl_coef": 0.1}), ("mixed", {"entropy_coef": 0.05}), ("mixed", {"temperature": 0.7}),
     ("mixed", {"mu": 0.0}), ("mixed", {"mu": 1.0}),
+    # the knobs of docs/algorithm.md: per-token aggregation factors, the open SFT weight family, TIS
+    ("mixed", {"scaled": True}), ("all_expert", {"sft_weight": "one_minus_p", "sft_cutoff_prob": 0.3}),
+    ("all_expert", {"sft_weight": "power", "sft_exponents": (0.5, 2.0)}), ("mixed", {"tis_cap": 1.2}),
 ]
 
 
@@ -260,11 +274,13 @@ def test_autograd_token_gradients_equal_the_hand_derivation(case, over):
     g = torch.Generator().manual_seed(1)
     logp = -torch.rand(50, generator=g) * 4  # log-probs of the targets
     ent = torch.rand(50, generator=g) * 3
-    loss, _, gg, hh = loss_and_token_grads(logp, ent, ScoredTokens(y, kind, old, adv, ref), settings, a["mu"],
+    scale = token_scale(kw, 50)
+    loss, _, gg, hh = loss_and_token_grads(logp, ent, ScoredTokens(y, kind, old, adv, ref, scale), settings, a["mu"],
                                            a["n_rollout"], a["n_expert"])
     s = Scalars(a["mu"], kw["sft_weight"], kw["eps_low"], kw["eps_high"], kw["dual_clip"], kw["kl_coef"],
-                kw["entropy_coef"], a["temperature"], a["n_rollout"], a["n_expert"])
-    o_loss, o_g, o_h = token_terms(logp, ent, kind, old, adv, ref, s)
+                kw["entropy_coef"], a["temperature"], a["n_rollout"], a["n_expert"],
+                **{k: kw[k] for k in ("sft_exponents", "sft_cutoff_prob", "tis_cap") if k in kw})
+    o_loss, o_g, o_h = token_terms(logp, ent, kind, old, adv, ref, s, scale)
     close(loss, o_loss, 1e-6, "loss")
     close(gg, o_g, 1e-6, "g")
     close(hh, o_h, 1e-6, "h")

@@ -62,8 +62,8 @@ def test_damaged_checkpoints_are_skipped_with_a_warning(tmp_path, capsys):
 
 def test_config_differences_split_meaning_from_bookkeeping():
     saved = to_yaml(load_config(None, []))
-    cfg = load_config(None, ["trainer.steps=99", "logging.tensorboard=false", "algorithm.sft_weight=none",
+    cfg = load_config(None, ["trainer.steps=99", "logging.trackers=[]", "algorithm.sft_weight=none",
                              "model.path=/elsewhere"])
     meaningful, harmless = config_differences(saved, cfg)
     assert meaningful == ["algorithm.sft_weight", "model.path"]
-    assert harmless == ["logging.tensorboard", "trainer.steps"]
+    assert harmless == ["logging.trackers", "trainer.steps"]

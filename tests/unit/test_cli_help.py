@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from chord import cli, train
 from chord.config import BenchmarkConfig, ChordConfig, ConfigError
 from chord.config.describe import WIDTH, describe_all, describe_key, entries, fmt, walk
+from chord.config.schema import ExpertSourceConfig, PromptSourceConfig
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,9 @@ def leaves(obj, prefix=""):
 
 
 def real_defaults() -> dict:
-    return {**dict(leaves(ChordConfig())), **dict(leaves(BenchmarkConfig(), "eval.benchmarks[]."))}
+    return {**dict(leaves(ChordConfig())), **dict(leaves(BenchmarkConfig(), "eval.benchmarks[].")),
+            **dict(leaves(PromptSourceConfig(), "data.prompts.mixture[].")),
+            **dict(leaves(ExpertSourceConfig(), "data.expert.mixture[]."))}
 
 
 def listed_defaults(text: str) -> dict:

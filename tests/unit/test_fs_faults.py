@@ -40,7 +40,7 @@ def test_a_full_disk_in_the_metrics_log_leaves_a_torn_line_that_resume_drops(tmp
     from chord.logger import RunLogger
 
     monkeypatch.setenv("CHORD_TEST_FS_FAULT", "metrics:3")
-    log = RunLogger(tmp_path, enabled=True, tensorboard=False, before_write=partial(faults.fs_fault, "metrics"))
+    log = RunLogger(tmp_path, enabled=True, before_write=partial(faults.fs_fault, "metrics"))
     log.log(1, {"loss": 1.0})
     log.log(2, {"loss": 2.0})
     with pytest.raises(OSError):

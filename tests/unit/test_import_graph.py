@@ -74,16 +74,17 @@ def test_chord_imports_have_no_circle():
 FLOORS = [
     {"chord", "chord.types", "chord.faults", "chord.logger", "chord.step_metrics", "chord.bin_packing"},
     {"chord.algo", "chord.config", "chord.batching"},
-    {"chord.data", "chord.distributed", "chord_kernels", "chord.analysis", "chord.spectrum"},
+    {"chord.data", "chord.distributed", "chord_kernels", "chord.analysis", "chord.spectrum", "chord.trackers"},
     {"chord.tasks", "chord.learner"},
     {"chord.models", "chord.rewards"},
     {"chord.rollout"},
     {"chord.evaluation", "chord.checkpoint"},
+    {"chord.hub"},  # model cards and Hub pushes of exports: used by chord.export and chord.train
     {"chord.build", "chord.export", "chord.diagnose"},  # build_* and the offline command lines
     {"chord.train", "chord.eval"},  # the command lines that build runs
     {"chord.cli"},  # `chord COMMAND ...`: dispatches to every command line above
 ]
-MAX_FLAT_MODULES = 14  # .py files directly under chord/: CLIs, the loop's vocabulary, boundary records
+MAX_FLAT_MODULES = 15  # .py files directly under chord/: CLIs, the loop's vocabulary, boundary records
 
 
 def unit(module: str) -> str:

@@ -1,14 +1,17 @@
 """Micro-batching and data-parallel splits leave the step gradient unchanged (global denominators)."""
 
+from functools import partial
+
 import pytest
 import torch
 
 from chord.algo.chord_loss import LossSettings, chord_loss
-from chord.batching import Row, collate, count_tokens, micro_batches, plan_micro_batches
+from chord.batching import Row, aggregation_scales, collate, count_tokens, micro_batches, plan_micro_batches
 from chord_kernels.full import token_logp_entropy
 
 pytestmark = pytest.mark.unit
 V, H = 37, 16
+DEFAULT = LossSettings(sft_weight="phi", entropy_coef=0.01)
 
 
 class ToyLM(torch.nn.Module):
@@ -18,12 +21,14 @@ class ToyLM(torch.nn.Module):
         self.emb = torch.nn.Embedding(V, H)
         self.head = torch.nn.Linear(H, V, bias=False)
 
-    def loss(self, batch, mu, n_r, n_e):
+    def loss(self, batch, mu, n_r, n_e, settings=None):
+        settings = settings or DEFAULT
         hidden = self.emb(batch.input_ids)
         sel = batch.scored
         logp, ent = token_logp_entropy(hidden[sel], self.head.weight, None, batch.targets[sel], entropy_grad=True)
         return chord_loss(logp, ent, batch.kind[sel], batch.old_logp[sel], batch.advantages[sel], mu=mu,
-                          settings=LossSettings(sft_weight="phi", entropy_coef=0.01), n_rollout=n_r, n_expert=n_e)[0]
+                          settings=settings, n_rollout=n_r, n_expert=n_e,
+                          scale=None if batch.scale is None else batch.scale[sel])[0]
 
 
 def _rows(n=8, seed=0):
@@ -39,13 +44,13 @@ def _rows(n=8, seed=0):
     return rows
 
 
-def _grad(rows, splits, mu=0.3):
+def _grad_of(rows, splits, mu=0.3, **settings):
     model = ToyLM()
     n_r, n_e = count_tokens(rows)
     total = 0.0
     for part in splits(rows):
         for mb in part:
-            loss = model.loss(mb, mu, n_r, n_e)
+            loss = model.loss(mb, mu, n_r, n_e, **settings)
             loss.backward()
             total += loss.item()
     return total, torch.cat([p.grad.flatten() for p in model.parameters()])
@@ -58,8 +63,19 @@ def _planned(world, packed, max_tokens=None, rows=1):
     return split
 
 
-def test_micro_batch_and_rank_splits_give_same_gradient():
+# every loss aggregation mode (GRPO term, SFT term) and the other per-token weights (docs/algorithm.md)
+MODES = [("token-mean", "token-mean", {}), ("seq-mean-token-mean", "seq-mean-token-mean", {}),
+         ("seq-mean-token-sum", "seq-mean-token-sum", {}), ("token-mean", "seq-mean-token-mean", {}),
+         ("seq-mean-token-sum", "token-mean",
+          {"settings": LossSettings(sft_weight="power", sft_exponents=(0.5, 2.0), sft_cutoff_prob=0.9, tis_cap=2.0,
+                                    dual_clip=3.0, entropy_coef=0.01)})]
+
+
+@pytest.mark.parametrize("grpo_mode,sft_mode,over", MODES, ids=lambda v: v if isinstance(v, str) else "")
+def test_micro_batch_and_rank_splits_give_same_gradient(grpo_mode, sft_mode, over):
     rows = _rows()
+    aggregation_scales(rows, grpo_mode, sft_mode)
+    _grad = partial(_grad_of, **over)
     ref_loss, ref = _grad(rows, lambda rs: [micro_batches(rs, 8, 0)])  # 1 x 8
     for name, split in {
         "8x1": lambda rs: [micro_batches(rs, 1, 0)],

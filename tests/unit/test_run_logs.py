@@ -22,7 +22,7 @@ def test_fresh_start_keeps_an_earlier_launchs_logs(tmp_path, capsys):
     assert len(kept) == 2 and all(".prev-" in k for k in kept)
     assert (tmp_path / next(k for k in kept if k.startswith("metrics"))).read_text() == old
     assert "starting at step 0; the earlier metrics.jsonl" in capsys.readouterr().err
-    log = RunLogger(tmp_path, tensorboard=False, enabled=True)
+    log = RunLogger(tmp_path, enabled=True)
     log.log(1, {"loss": 0.5})
     log.close()
     assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
