@@ -194,13 +194,13 @@ def build_run(cfg: ChordConfig, d: Dist) -> Run:
     # Rank 0 builds shared artefacts (tiny model, task files) first; the others then find them cached.
     benchmarks: list = []
     if d.is_main:
-        model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
+        model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir, cfg.model.revision)
         tokenizer = load_tokenizer(model_path, cfg.model.chat_template, cfg.model.chat_template_kwargs, chat=True)
         prompts, experts = build_data(cfg, tokenizer)
         benchmarks = build_benchmarks(cfg, tokenizer) if evaluates(cfg) else []
     barrier()
     if not d.is_main:
-        model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
+        model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir, cfg.model.revision)
         tokenizer = load_tokenizer(model_path, cfg.model.chat_template, cfg.model.chat_template_kwargs, chat=True)
         prompts, experts = build_data(cfg, tokenizer)
         if evaluates(cfg) and placement(cfg, d.world) == "per_rank":  # every engine evaluates its share

@@ -52,7 +52,7 @@ def export(ckpt: Path, out_dir: Path) -> Path:
         first = (str(e).splitlines() or [""])[0][:200]
         raise ConfigError(f"checkpoint {ckpt}: unusable {STATE} ({type(e).__name__}: {first})") from None
     weights = policy_state_dict(ckpt)  # a bad checkpoint fails before the model is built or downloaded
-    model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
+    model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir, cfg.model.revision)
     model = load_causal_lm(model_path, torch.float32)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()

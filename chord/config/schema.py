@@ -39,6 +39,9 @@ class RunConfig:
 class ModelConfig:
     path: str = "tiny"  # "tiny" | "cards" = a built-in Qwen2 built offline; else a hub id or local folder
     cache_dir: str = ".cache/chord"  # built-in models and task data are built here once (then read-only is fine)
+    # a hub model's branch, tag or commit hash: its snapshot is what the learner, vLLM and the tokenizer load (a
+    # moving hub id otherwise changes under a resume); null: the default branch. Hub ids only
+    revision: str | None = None
     dtype: str = "float32"  # float32 | bfloat16 (log-probs are always computed in fp32)
     gradient_checkpointing: bool = False  # recompute layer activations in backward (long responses)
     # a Jinja chat template (text holding "{{" or "{%"), or a file holding one, for a tokenizer without one or
@@ -427,6 +430,8 @@ def validate(cfg: ChordConfig) -> None:
     _require(m.decay_steps >= 0, "algorithm.mu.decay_steps", "must be >= 0")
     _one_of(a.scale_rewards, "algorithm.scale_rewards", ("group", "batch", "none"))
     validate_knobs(cfg)
+    _require(cfg.model.revision is None or not (cfg.model.path in ("tiny", "cards") or Path(cfg.model.path).exists()),
+             "model.revision", f"pins a hub model; model.path = {cfg.model.path} is built in or a local folder")
     _require(0 <= a.clip_eps_low < 1, "algorithm.clip_eps_low", f"must be in [0, 1), got {a.clip_eps_low}")
     _require(a.clip_eps_high >= 0, "algorithm.clip_eps_high", f"must be >= 0, got {a.clip_eps_high}")
     _require(a.dual_clip is None or a.dual_clip > 1, "algorithm.dual_clip", "must be > 1 or null")

@@ -14,8 +14,10 @@ class ModelError(ValueError):
     """A model reference that cannot be loaded; one-line message."""
 
 
-def resolve_model_path(name_or_path: str, cache_dir: str | Path) -> str:
-    """"tiny" / "cards" -> a built-in model (built once, cached); a local folder -> itself; else a hub id."""
+def resolve_model_path(name_or_path: str, cache_dir: str | Path, revision: str | None = None) -> str:
+    """"tiny" / "cards" -> a built-in model (built once, cached); a local folder -> itself; else a hub id, or with
+    `revision` (model.revision) that revision's snapshot folder, so the learner, vLLM, the tokenizer and exports
+    all read the same pinned files."""
     if name_or_path == "tiny":
         from chord.models.tiny import build_tiny_model
 
@@ -31,7 +33,15 @@ def resolve_model_path(name_or_path: str, cache_dir: str | Path) -> str:
         return str(p)
     if name_or_path.startswith((".", "/", "~")):
         raise ModelError(f"model path '{name_or_path}' does not exist")
-    return name_or_path  # a hub id: transformers and vLLM download it
+    if revision is None:
+        return name_or_path  # a hub id: transformers and vLLM download it
+    from huggingface_hub import snapshot_download
+
+    try:  # with HF_HUB_OFFLINE=1 the snapshot must be in the cache already (a commit hash, or a ref seen before)
+        return snapshot_download(name_or_path, revision=revision)
+    except Exception as e:  # not found, offline without it, no access: many types, one line
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise ModelError(f"model '{name_or_path}' at revision '{revision}': {type(e).__name__}: {first}") from None
 
 
 def load_tokenizer(path: str, chat_template: str | None = None, template_kwargs: dict | None = None, *,
