@@ -188,6 +188,9 @@ class RolloutConfig:
     max_new_tokens: int = 48  # response length cap in tokens; a response cut here counts as truncated
     temperature: float = 1.0  # sampling temperature (the learner's log-probs use the same one)
     top_p: float = 1.0  # nucleus sampling; below 1 the learner vs vLLM log-prob gap check is off
+    # training rollouts run on past an EOS to max_new_tokens (vLLM's and verl's ignore_eos), so every response is
+    # that long and marked truncated: fixed-length runs for speed measurements. Evaluation still stops at EOS
+    ignore_eos: bool = False
     multiprocess: bool | None = None  # None (auto): an in-process engine at world size 1, its own process above
     enforce_eager: bool = True  # vLLM without CUDA graphs: faster start-up, slower decoding
     kv_cache_gib: float = 1.0  # VLLM_CPU_KVCACHE_SPACE on CPU
@@ -457,6 +460,7 @@ def validate(cfg: ChordConfig) -> None:
     _require(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
     _require(r.temperature > 0, "rollout.temperature", "must be > 0 (on-policy sampling)")
     _require(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
+    _require(isinstance(r.ignore_eos, bool), "rollout.ignore_eos", f"must be true or false, got {r.ignore_eos!r}")
     _one_of(cfg.model.dtype, "model.dtype", ("float32", "bfloat16"))
     _one_of(cfg.loss.impl, "loss.impl", ("torch", "auto", "chunked", "triton"))
     _one_of(cfg.deepspeed.zero_stage, "deepspeed.zero_stage", (0, 1, 2, 3))

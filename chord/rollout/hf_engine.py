@@ -31,6 +31,10 @@ class HFEngine:
         slots = list(range(len(prompts))) if slots is None else list(slots)
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        # rollout.ignore_eos (training rollouts only): no stop token, every response max_new_tokens long;
+        # eos_token_id=None replaces the model's generation_config value (checked in tests/unit/test_ignore_eos.py)
+        ignore_eos = self.cfg.ignore_eos and sampling is None
+        stop = None if ignore_eos else eos
         rollouts: list[Rollout] = []
         for g, p in zip(slots, prompts, strict=True):
             torch.manual_seed(request_seed(self.generator_seed, step, g, samples))  # per (step, slot)
@@ -38,7 +42,7 @@ class HFEngine:
             out = self.model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
                 temperature=s.temperature, top_p=s.top_p, top_k=0,
-                max_new_tokens=s.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
+                max_new_tokens=s.max_new_tokens, eos_token_id=stop, pad_token_id=pad,
                 output_scores=True, return_dict_in_generate=True,
             )
             new = out.sequences[:, ids.shape[1]:]  # [K, T]
@@ -46,12 +50,12 @@ class HFEngine:
             tok_lp = logps.gather(-1, new.unsqueeze(-1)).squeeze(-1)
             for k in range(samples):
                 resp = new[k].tolist()
-                n = resp.index(eos) + 1 if eos in resp else len(resp)
+                n = resp.index(eos) + 1 if eos in resp and not ignore_eos else len(resp)
                 rollouts.append(Rollout(
                     prompt_ids=list(p.prompt_ids), response_ids=resp[:n],
                     sampling_logprobs=tok_lp[k, :n].tolist(),
                     response_text=self.tokenizer.decode(resp[:n], skip_special_tokens=True),
-                    truncated=eos not in resp[:n], group=g, policy_version=self.version,
+                    truncated=ignore_eos or eos not in resp[:n], group=g, policy_version=self.version,
                 ))
         return rollouts
 

