@@ -61,7 +61,17 @@ def sampling_params(s: Sampling, samples: int, seed: int, ignore_eos: bool = Fal
         logprobs=0,  # the sampled token's own log-prob
         seed=seed,
         ignore_eos=ignore_eos,  # rollout.ignore_eos: run on past an EOS to max_tokens
+        # No incremental detokenization per token (of the text and of each log-prob's token): the responses are
+        # decoded once, in one batch, after generation (response_texts). On the tiny CPU task this is 15-18% of
+        # the generation time (benchmarks/results/vs_trl_cpu_*.md#profile); chord sets no stop strings, which
+        # would need the incremental text.
+        detokenize=False,
     )
+
+
+def response_texts(tokenizer: Any, responses: list[list[int]]) -> list[str]:
+    """The responses' text as vLLM's detokenizer gives it (skip_special_tokens, its default), in one batch call."""
+    return tokenizer.batch_decode(responses, skip_special_tokens=True) if responses else []
 
 
 def cpu_thread_binding(tensor_parallel: int) -> str | None:
@@ -140,6 +150,7 @@ class VLLMEngine:
             use_tqdm_on_load=verbose(),  # its progress bar is noise in a run's terminal (logging.verbose)
             **kwargs,
         )
+        self.tokenizer = self.llm.get_tokenizer()  # the responses' text (response_texts)
         # a SIGKILLed trainer must not leave the engine process (and its memory) running
         self._reaper = start_reaper([]) if multiprocess else None
         with contextlib.suppress(Exception):  # informative only; an older worker may lack the RPC
@@ -170,9 +181,11 @@ class VLLMEngine:
                 lps = [c.logprobs[t][tok].logprob for t, tok in enumerate(ids)]
                 rollouts.append(Rollout(
                     prompt_ids=list(p.prompt_ids), response_ids=ids, sampling_logprobs=lps,
-                    response_text=c.text, truncated=c.finish_reason == "length",
+                    response_text="", truncated=c.finish_reason == "length",
                     group=g, policy_version=self.version,
                 ))
+        for r, text in zip(rollouts, response_texts(self.tokenizer, [r.response_ids for r in rollouts]), strict=True):
+            r.response_text = text
         return rollouts
 
     def push_weights(self, buckets: Iterable[list[tuple[str, torch.Tensor]]], version: int) -> None:

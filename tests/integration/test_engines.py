@@ -45,8 +45,12 @@ def test_hf_engine_logprobs_and_push(tiny_cache):
 
 def test_vllm_weight_push_with_long_prompts(tiny_cache, tmp_path):
     """After a push, vLLM samples from the new weights, also for prompts >= 32 tokens (prefix cache)."""
+    from vllm import TokensPrompt
+
     from chord.models.tiny import build_tiny_model
-    from chord.rollout.vllm_engine import VLLMEngine
+    from chord.rollout.seeds import request_seed
+    from chord.rollout.vllm_engine import VLLMEngine, sampling_params
+    from chord.types import Sampling
 
     path = str(build_tiny_model(tiny_cache))
     tok, model = load_tokenizer(path), load_causal_lm(path, torch.float32).eval()
@@ -56,7 +60,17 @@ def test_vllm_weight_push_with_long_prompts(tiny_cache, tmp_path):
     eng = VLLMEngine(path, RolloutConfig(max_new_tokens=12), seed=0, dtype="float32", max_model_len=256,
                      multiprocess=False)
     try:
-        assert _worst_gap(model, eng.generate(prompts, 4, 1)) <= 1e-4
+        rollouts = eng.generate(prompts, 4, 1)
+        assert _worst_gap(model, rollouts) <= 1e-4
+        # the texts decoded in one batch after generation equal vLLM's own incremental detokenizer's
+        params = [sampling_params(Sampling(1.0, 1.0, 12), 4, request_seed(0, 1, i, 4)) for i in range(len(prompts))]
+        for p in params:
+            p.detokenize = True
+        outs = eng.llm.generate([TokensPrompt(prompt_token_ids=list(p.prompt_ids)) for p in prompts], params,
+                                use_tqdm=False)
+        theirs = [(list(c.token_ids), c.text) for o in outs for c in o.outputs]
+        assert [(r.response_ids, r.response_text) for r in rollouts] == theirs
+        assert any(r.response_ids[-1] == tok.eos_token_id for r in rollouts)  # a special token the text skips
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(0.05 * torch.randn_like(p))
