@@ -63,7 +63,7 @@ def sampling_params(s: Sampling, samples: int, seed: int, ignore_eos: bool = Fal
         ignore_eos=ignore_eos,  # rollout.ignore_eos: run on past an EOS to max_tokens
         # No incremental detokenization per token (of the text and of each log-prob's token): the responses are
         # decoded once, in one batch, after generation (response_texts). On the tiny CPU task this is 15-18% of
-        # the generation time (benchmarks/results/vs_trl_cpu_*.md#profile); chord sets no stop strings, which
+        # the generation time (docs/results.md#speed-against-trl); chord sets no stop strings, which
         # would need the incremental text.
         detokenize=False,
     )
