@@ -416,6 +416,19 @@ def push_command(folder: Path, repo_id: str, private: bool, revision: str | None
             + (f" --revision {revision}" if revision else ""))
 
 
+def push_warning(cfg: ChordConfig) -> str | None:
+    """At start-up: why the hub.push asked for would fail at the end of the run (offline, no token), as one
+    warning line, so a user sees it now rather than after training. None when it can work (or is off)."""
+    if cfg.hub.push == "none" or cfg.hub.repo_id is None:
+        return None
+    try:
+        check_push(cfg.hub.repo_id)
+    except HubError as e:
+        return (f"warning: hub.push={cfg.hub.push} will fail at the end of this run as things stand: {e}. The run "
+                "goes on; its export stays on disk, to push with python -m chord.export ... --push-to-hub")
+    return None
+
+
 def publish_run(cfg: ChordConfig, run_folder: str | Path) -> None:
     """Rank 0, after a finished run (chord/train.py): a README.md model card into final/ and best/, then the
     export hub.push names to hub.repo_id. Never raises: the run's result is on disk whatever happens here."""

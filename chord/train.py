@@ -66,7 +66,7 @@ from chord.distributed import Dist, broadcast, init_distributed, shm, shutdown
 from chord.distributed.exchange import all_gather_rollouts, gather_floats, shard
 from chord.evaluation import evaluate, new_best, sampling_for, write_results
 from chord.evaluation.exploration import all_equal_fraction, mean_distinct_n
-from chord.hub import publish_run
+from chord.hub import publish_run, push_warning
 from chord.learner.guarded_adamw import NonFiniteError
 from chord.logger import RunLogger, quiet_third_party, say, set_aside_old_logs, timed, write_rollouts
 from chord.models.load import ModelError
@@ -412,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"config error: {e}", main_only=False)
         return 2
     quiet_third_party(cfg.logging.verbose)  # before vLLM, DeepSpeed and Triton are imported
+    if os.environ.get("RANK", "0") == "0" and (warning := push_warning(cfg)):
+        say(warning)  # before hours of training, not after
     set_numerics(cfg)
     stop = checkpoint.StopFlag()  # before anything is built: a signal during start-up is kept too
     d = init_distributed(timedelta(minutes=cfg.run.dist_timeout_minutes))

@@ -421,3 +421,18 @@ def test_hub_section_is_validated_and_pushes_after_the_last_stage_only(tmp_path)
     assert plan[-1].cfg.hub.repo_id == "me/sft-then-rl"
     with pytest.raises(ConfigError, match="run, model, hub and stages are shared by all stages"):
         load_config(str(ROOT / "recipes/tiny_sft_then_rl.yaml"), ["stages.0.hub.push=final"])
+
+
+def test_a_push_that_cannot_work_is_one_warning_at_start_up(stand_in, monkeypatch):
+    from huggingface_hub import constants
+
+    from chord.config import load_config
+
+    cfg = load_config(None, ["hub.push=final", "hub.repo_id=me/x"])
+    assert hub.push_warning(cfg) is None  # online, with a token: nothing to say
+    assert hub.push_warning(load_config(None, [])) is None  # hub.push: none
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    warning = hub.push_warning(cfg)
+    assert warning.startswith("warning: hub.push=final will fail at the end of this run as things stand: "
+                              "HF_HUB_OFFLINE=1 is set") and "\n" not in warning
+    assert not stand_in.requests  # a check, not a request
