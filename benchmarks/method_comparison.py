@@ -40,7 +40,7 @@ from tqdm import tqdm  # noqa: E402
 from chord.analysis.phases import Phases  # noqa: E402
 from chord.analysis.run_phases import phases_from_rows  # noqa: E402
 from chord.analysis.runs import Run, eval_stats, load_run, read_jsonl, series  # noqa: E402
-from chord.analysis.seed_stats import diff_ci, mean_ci, verdict  # noqa: E402
+from chord.analysis.seed_stats import MeanCI, diff_ci, mean_ci, paired_diff_ci, verdict  # noqa: E402
 
 if TYPE_CHECKING:  # make_server imports it: chord.distributed imports torch (~2 s), which this client never uses
     from chord.distributed.warm_launch import WarmServer
@@ -125,6 +125,27 @@ def base_model(a: argparse.Namespace) -> str:
     steps = {"steps": a.base_steps} if a.base_steps else {}
     return str(build_cards_model(a.cache_dir, worked=a.base_worked, log_every=100, **steps,
                                  **(QUICK_BASE if a.quick else {})))
+
+
+def base_weights(model: str, cache_dir: Path) -> dict:
+    """{folder, sha256, recorded}: the base model folder the runs load (resolved as chord/train.py resolves
+    model.path) and the sha256 of its model.safetensors, which makes the recorded results traceable to the exact
+    weights. Where the folder's chord_build.json records a sha256 (the shipped base's; recorded = True) the two must
+    agree: weights that changed since they were recorded stop the grid before it runs."""
+    from chord.models.cards import weights_sha256
+    from chord.models.load import resolve_model_path
+
+    folder = Path(resolve_model_path(model, cache_dir))
+    if not (folder / "model.safetensors").is_file():
+        raise SystemExit(f"method_comparison: base model {folder} has no model.safetensors to hash")
+    sha = weights_sha256(folder)
+    info = folder / "chord_build.json"
+    recorded = json.loads(info.read_text()).get("weights_sha256") if info.is_file() else None
+    if recorded is not None and recorded != sha:
+        raise SystemExit(f"method_comparison: base model {folder}: model.safetensors has sha256 {sha}, but "
+                         f"chord_build.json records {recorded}; restore the weights or rebuild them "
+                         "(python -m chord.models.cards --ship)")
+    return {"folder": folder, "sha256": sha, "recorded": recorded is not None}
 
 
 def _stage_override(recipe: Path, steps: int) -> str:
@@ -374,19 +395,38 @@ def checks(groups: dict[str, list[Result]]) -> list[str]:
     return out
 
 
+def by_seed(rows: list[tuple[int, float | None]]) -> dict[int, float] | None:
+    """{seed: value} from (seed, value) pairs; None when a seed repeats or lacks a value (nothing to pair)."""
+    out = {seed: v for seed, v in rows if v is not None}
+    return out if len(out) == len(rows) else None
+
+
+def paired_or_welch(a: dict[int, float] | None, b: dict[int, float] | None, va: list[float], vb: list[float]
+            ) -> tuple[MeanCI, MeanCI | None]:
+    """(primary, Welch beside it) for mean(a) - mean(b): paired over seeds when both ran exactly the same seeds
+    (same seed = same data order and evaluation seeds: the shared noise cancels, docs/benchmark.md#statistics),
+    else Welch alone. a, b: {seed: value} (by_seed); va, vb: the plain values, for Welch."""
+    welch = diff_ci(va, vb)
+    if a is None or b is None or set(a) != set(b) or len(a) < 2:
+        return welch, None
+    seeds = sorted(a)
+    return paired_diff_ci([a[s] for s in seeds], [b[s] for s in seeds]), welch
+
+
+def seeded(rs: list[Result], split: str, at: str = "final") -> dict[int, float] | None:
+    return by_seed([(r.plan.seed, r.stat(split)[at]) for r in rs])
+
+
 def sentences(groups: dict[str, list[Result]]) -> list[str]:
+    pairs = [(a, b) for a in ("CHORD-mu", "CHORD-phi") for b in ("SFT-then-RL", "GRPO", "SFT")]
     out = []
-    for a in ("CHORD-mu", "CHORD-phi"):
-        for b in ("SFT-then-RL", "GRPO", "SFT"):
-            if a not in groups or b not in groups:
-                continue
-            for split in SPLITS:
-                d = diff_ci(values(groups[a], split, "final"), values(groups[b], split, "final"))
-                out.append("- " + verdict(d, a, b, f"{split.upper()} final accuracy"))
-    if "SFT-then-RL" in groups and "GRPO" in groups:
+    for a, b in [*pairs, ("SFT-then-RL", "GRPO")]:
+        if a not in groups or b not in groups:
+            continue
         for split in SPLITS:
-            d = diff_ci(values(groups["SFT-then-RL"], split, "final"), values(groups["GRPO"], split, "final"))
-            out.append("- " + verdict(d, "SFT-then-RL", "GRPO", f"{split.upper()} final accuracy"))
+            d, welch = paired_or_welch(seeded(groups[a], split), seeded(groups[b], split),
+                               values(groups[a], split, "final"), values(groups[b], split, "final"))
+            out.append("- " + verdict(d, a, b, f"{split.upper()} final accuracy", welch))
     return out
 
 
@@ -397,9 +437,12 @@ def ranking(groups: dict[str, list[Result]], split: str) -> str:
 
 def reproduction(groups: dict[str, list[Result]], other: Path) -> list[str]:
     """Does this grid reproduce another's (e.g. other seeds') ranking? Final accuracy per method in both, the
-    rankings, each swapped pair with its Welch CI in both grids, and whether each mean here lies in the other's CI."""
+    rankings, each swapped pair with its CI in both grids (paired over seeds within a grid,
+    docs/benchmark.md#statistics), and whether each mean here lies in the other's CI (unpaired: other seeds)."""
     rows = json.loads((other / "results.json").read_text())
     there = {m: [r for r in rows if r["method"] == m] for m in groups}
+    # each row has its seed (results.json since the first grid): the swaps below pair within a grid
+    there_s = {m: {s: by_seed([(r["seed"], r[s]["final"]) for r in there[m]]) for s in SPLITS} for m in groups}
     seeds = sorted({r["seed"] for r in rows})
     out = [f"Against `{other}` (seeds {', '.join(map(str, seeds))}); final accuracy, mean ± 95% CI.", "",
            "| method | " + " | ".join(f"{s.upper()} here | {s.upper()} there" for s in SPLITS) + " |",
@@ -418,7 +461,8 @@ def reproduction(groups: dict[str, list[Result]], other: Path) -> list[str]:
         for i, a in enumerate(order):
             for b in order[i + 1:]:
                 if there_ci[a].mean < there_ci[b].mean:
-                    dh, dt = diff_ci(here_v[a], here_v[b]), diff_ci(there_v[a], there_v[b])
+                    dh = paired_or_welch(seeded(groups[a], s), seeded(groups[b], s), here_v[a], here_v[b])[0]
+                    dt = paired_or_welch(there_s[a][s], there_s[b][s], there_v[a], there_v[b])[0]
                     noise = "inside the noise in both" if not dh.excludes_zero() and not dt.excludes_zero() else \
                         "**outside the noise in at least one**"
                     swaps.append(f"{a} vs {b} ({100 * dh.mean:+.1f} here, {100 * dt.mean:+.1f} there: {noise})")
@@ -470,7 +514,8 @@ def plot_curves(groups: dict[str, list[Result]], out: Path) -> list[str]:
     return made
 
 
-def report(a: argparse.Namespace, results: list[Result], wall: float, model: str, server: WarmServer) -> None:
+def report(a: argparse.Namespace, results: list[Result], wall: float, model: str, server: WarmServer,
+           base: dict) -> None:
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
     groups = by_method(results)
@@ -484,7 +529,10 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
           f"and OOD hands (rule J/Q/K = 11/12/13, at least one face card), avg@{k} at temperature 1.0, in %. "
           f"{cells}Best = the highest evaluation "
           "(chosen on the test curve itself, so optimistic); final = the last. Setting: docs/benchmark.md.", "",
-          *main_table(groups), "", "## Comparisons (final accuracy; Welch 95% CI of the difference)", "",
+          *main_table(groups), "", "## Comparisons (final accuracy; 95% CI of the difference)", "",
+          "Paired over seeds where both methods ran the same seeds (same seed = same data order and evaluation "
+          "seeds, so the noise they share cancels; Student t on seeds - 1 df), with Welch's unpaired interval "
+          "beside it; the sentence follows the paired one. Welch alone otherwise.", "",
           *sentences(groups), "", f"Ranking by mean ID final: {ranking(groups, 'id')}.  ",
           f"Ranking by mean OOD final: {ranking(groups, 'ood')}.", "", "## Setting checks", "", *checks(groups), "",
           *(["## Reproduction", "", *reproduction(groups, a.compare), ""] if a.compare else []),
@@ -509,6 +557,9 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, {platform.platform()}",
         f"- command: python benchmarks/method_comparison.py {' '.join(sys.argv[1:])}",
         f"- base model: {model}; runs in {a.runs}",
+        f"- base model weights: {base['folder'] / 'model.safetensors'}, sha256 {base['sha256']}"
+        + (" (checked: the sha256 its chord_build.json records)" if base["recorded"] else " (built here: no recorded "
+           "sha256 to check it against)"),
         f"- wall time of this invocation: {wall:.0f} s (finished runs skipped on a rerun are not in it); "
         f"sum of run wall times: {sum(r.wall_s for r in results):.0f} s",
         "- launch: " + (f"runs forked from a server that imported the stack once in {server.import_s:.0f} s (in no "
@@ -524,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     t0 = time.perf_counter()
     model = base_model(a)
+    base = base_weights(model, a.cache_dir)  # hashed (and checked) before any run starts
     plans = plan(a, model)
     a.runs.mkdir(parents=True, exist_ok=True)
     server = make_server(a, a.runs / "train.log")
@@ -531,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         run_grid(plans, a.fake_trainer, server, a.runs / "train.log")
     finally:
         server.close()
-    report(a, collect(plans), time.perf_counter() - t0, model, server)
+    report(a, collect(plans), time.perf_counter() - t0, model, server, base)
     print(f"method_comparison: {len(plans)} runs -> {a.out / 'results.md'}")
     return 0
 

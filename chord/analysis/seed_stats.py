@@ -1,8 +1,12 @@
 """Statistics over seeds: mean with a 95% confidence interval, and the CI of a difference of two methods.
 
-With n seeds the interval is mean +- t_{0.975, n-1} * sd / sqrt(n) (Student t, sd with n - 1); a difference
-of two methods uses Welch's standard error and Welch-Satterthwaite degrees of freedom. Three seeds give
-t = 4.30: the intervals are wide on purpose, a "win" has to survive them.
+With n seeds the interval is mean +- t_{0.975, n-1} * sd / sqrt(n) (Student t, sd with n - 1). A difference of
+two methods run on the same seeds is paired: same seed = same data order and the same evaluation sampling seeds
+(run.seed, docs/benchmark.md#statistics), so the per-seed differences a_i - b_i cancel the noise the two runs
+share and get a Student-t interval on n - 1 df (`paired_diff_ci`). Unpaired samples (other seeds, or a seed
+missing on one side) use Welch's standard error and Welch-Satterthwaite degrees of freedom (`diff_ci`). Three
+seeds give t = 4.30: the intervals are wide on purpose, a "win" has to survive them. Quantiles are exact
+(scipy.stats.t.ppf), fractional df included.
 """
 
 from __future__ import annotations
@@ -11,18 +15,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# two-sided 95% Student t quantiles t_{0.975, df} for df = 1..30 (df > 30: the normal 1.96 is within 4%)
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
-
 
 def t975(df: float) -> float:
-    """t_{0.975, df}; fractional df (Welch) rounds down, which widens the interval (conservative)."""
-    if df < 1:
+    """t_{0.975, df}, the two-sided 95% Student t quantile; fractional df (Welch) exact; inf without df."""
+    if not df > 0:  # one value (df 0) or nan: no interval
         return math.inf
-    d = int(math.floor(df))
-    return _T975[d - 1] if d <= len(_T975) else 1.96
+    from scipy.stats import t  # ~0.5 s to import: only when an interval is computed, not on `import chord.analysis`
+
+    return float(t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,25 @@ def diff_ci(a: Sequence[float], b: Sequence[float]) -> MeanCI:
     return MeanCI(mean_ci(a).mean - mean_ci(b).mean, t975(df) * se, min(len(a), len(b)))
 
 
-def verdict(d: MeanCI, a: str, b: str, what: str) -> str:
-    """One honest sentence on a difference in percent points."""
+def paired_diff_ci(a: Sequence[float], b: Sequence[float]) -> MeanCI:
+    """mean(a_i - b_i) with a Student-t 95% interval on n - 1 df; a[i] and b[i] must come from the same seed.
+
+    The same seed gives both methods the same data order and evaluation seeds, so what the two runs share
+    (an easy draw of evaluation samples, a lucky data order) cancels in a_i - b_i; Welch (`diff_ci`) keeps it
+    in both variances and is wider when the shared part dominates. Unequal lengths cannot be paired: ValueError.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired_diff_ci: {len(a)} values vs {len(b)}; pairing needs one value per seed on each side")
+    return mean_ci([float(x) - float(y) for x, y in zip(a, b, strict=True)])
+
+
+def verdict(d: MeanCI, a: str, b: str, what: str, welch: MeanCI | None = None) -> str:
+    """One honest sentence on a difference in percent points, decided by `d`. With `welch` given, `d` is the
+    paired interval (`paired_diff_ci`) and Welch's unpaired interval of the same difference is printed beside it."""
     span = f"{100 * d.mean:+.1f} points, 95% CI [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
+    if welch is not None:
+        span = f"{100 * d.mean:+.1f} points, paired 95% CI [{100 * d.low:+.1f}, {100 * d.high:+.1f}]; " \
+               f"Welch [{100 * welch.low:+.1f}, {100 * welch.high:+.1f}]"
     if d.n < 2:
         return f"{a} vs {b} on {what}: {100 * d.mean:+.1f} points from one seed: no interval, no claim."
     if d.low > 0:

@@ -1,13 +1,11 @@
-"""The card-sum task (chord.tasks.cards), its recipes and the seed statistics of the method comparison."""
+"""The card-sum task (chord.tasks.cards) and its recipes (the seed statistics: test_seed_stats.py)."""
 
 import json
-import math
 import random
 from pathlib import Path
 
 import pytest
 
-from chord.analysis.seed_stats import diff_ci, mean_ci, t975, verdict
 from chord.config.recipe import load_config
 from chord.config.stages import expand
 from chord.tasks import cards
@@ -108,27 +106,6 @@ def test_card_recipes_share_task_model_and_evaluation(path):
             ("id", "builtin:cards", 4), ("ood", "builtin:cards_ood", 4)]
         assert cfg.eval.best_metric == "id/avg@4" and cfg.eval.at_start
     assert sum(c.trainer.steps for c in cfgs) == 120  # the equal budget
-
-
-def test_t_quantiles_and_intervals():
-    assert t975(2) == pytest.approx(4.303) and t975(1000) == 1.96 and math.isinf(t975(0.5))
-    ci = mean_ci([0.5, 0.6, 0.7])
-    assert ci.mean == pytest.approx(0.6) and ci.half == pytest.approx(4.303 * 0.1 / math.sqrt(3))
-    assert ci.fmt() == "60.0 ± 24.8" and mean_ci([0.4]).fmt() == "40.0" and math.isinf(mean_ci([0.4]).half)
-    assert mean_ci([0.2, 0.3, 0.25]).excludes_zero() and not mean_ci([-0.1, 0.1, 0.0]).excludes_zero()
-
-
-def test_difference_interval_and_the_sentence_it_supports():
-    a, b = [0.80, 0.82, 0.84], [0.50, 0.52, 0.54]
-    d = diff_ci(a, b)
-    assert d.mean == pytest.approx(0.30) and d.low > 0
-    assert verdict(d, "CHORD-mu", "SFT-then-RL", "ID").startswith("CHORD-mu beats SFT-then-RL on ID (+30.0 points")
-    assert "trails" in verdict(diff_ci(b, a), "A", "B", "ID")
-    assert "inside the noise" in verdict(diff_ci([0.5, 0.6, 0.7], [0.55, 0.6, 0.66]), "A", "B", "OOD")
-    assert "no claim" in verdict(diff_ci([0.5], [0.4]), "A", "B", "ID")
-    # Welch df with unequal variances: a wider interval than the pooled normal one
-    w = diff_ci([0.1, 0.5, 0.9], [0.5, 0.5, 0.51])
-    assert w.half > 1.96 * math.sqrt(0.16 / 3)
 
 
 def test_worked_sums_use_the_expert_procedure_on_plain_numbers_only():

@@ -1,7 +1,9 @@
 """benchmarks/method_comparison.py's orchestration with a fake trainer: the grid, equal budgets, resume after a
 failure, and a report built from the run folders' numbers (the real runs: tests/integration)."""
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import method_comparison as mc
+from chord.models.cards import SHIPPED
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,12 +84,17 @@ def test_grid_resumes_after_a_failed_run_and_reports_every_run(tmp_path, monkeyp
     chord_mu = [r for r in res if r["method"] == "CHORD-mu"]
     assert [r["id"]["final"] for r in chord_mu] == pytest.approx([0.7, 0.71])  # read from the runs' eval.jsonl
     assert "| CHORD-mu | 2 | 30.5 ± 6.4 | 70.5 ± 6.4 | 70.5 ± 6.4 |" in md
-    assert "CHORD-mu beats SFT-then-RL on ID final accuracy" in md
+    # the same seeds on both sides: paired over seeds (the fake's seed offset cancels), Welch beside it
+    assert ("CHORD-mu beats SFT-then-RL on ID final accuracy (+10.0 points, paired 95% CI [+10.0, +10.0]; "
+            "Welch [+7.0, +13.0])") in md
     assert "CHORD-phi vs SFT on OOD final accuracy" in md or "CHORD-phi beats SFT on OOD" in md
     for png in ("eval_id.png", "eval_ood.png", "train_reward.png"):
         assert (tmp_path / "out" / png).stat().st_size > 1000
     prov = (tmp_path / "out/provenance.md").read_text()
     assert "commit:" in prov and prov.count("| CHORD-mu/seed") == 2  # every run, with the code it ran
+    # the runs' base (model.path=cards: the shipped one), traced to its weights
+    shipped = json.loads(next(SHIPPED.glob("cards-*/chord_build.json")).read_text())["weights_sha256"]
+    assert f"model.safetensors, sha256 {shipped} (checked: the sha256 its chord_build.json records)" in prov
 
 
 def test_a_run_made_from_other_arguments_or_recipe_is_never_reused(tmp_path, monkeypatch):
@@ -119,6 +127,26 @@ def test_other_seeds_are_checked_against_a_previous_grid(tmp_path, monkeypatch):
     md = (tmp_path / "out/results.md").read_text().split("## Reproduction")[1]
     assert ("- ID: swapped: CHORD-phi vs CHORD-mu (+10.0 here, -30.0 there: **outside the noise in at least one**)"
             in md and "inside the 95% CI there: 4/5 methods (outside: CHORD-phi)." in md)
+
+
+def test_base_weights_are_hashed_and_a_changed_shipped_base_stops_the_grid(tmp_path):
+    shipped = next(SHIPPED.glob("cards-*"))
+    recorded = json.loads((shipped / "chord_build.json").read_text())["weights_sha256"]
+    base = mc.base_weights("cards", tmp_path / "cache")  # resolved as chord/train.py resolves model.path
+    assert (base["folder"], base["sha256"], base["recorded"]) == (shipped, recorded, True)
+    copy = tmp_path / "base"
+    shutil.copytree(shipped, copy)
+    weights = bytearray((copy / "model.safetensors").read_bytes())
+    weights[-1] ^= 1  # one bit of one weight
+    (copy / "model.safetensors").write_bytes(bytes(weights))
+    with pytest.raises(SystemExit, match=f"model.safetensors has sha256 [0-9a-f]{{64}}, but chord_build.json "
+                                         f"records {recorded}"):
+        mc.base_weights(str(copy), tmp_path / "cache")
+    info = json.loads((copy / "chord_build.json").read_text())
+    del info["weights_sha256"]  # a base built here (a cache folder): hashed, nothing to check it against
+    (copy / "chord_build.json").write_text(json.dumps(info))
+    base = mc.base_weights(str(copy), tmp_path / "cache")
+    assert base["sha256"] == hashlib.sha256(bytes(weights)).hexdigest() != recorded and not base["recorded"]
 
 
 def test_quick_mode_is_small():
