@@ -41,6 +41,7 @@ from chord.analysis.phases import Phases  # noqa: E402
 from chord.analysis.run_phases import phases_from_rows  # noqa: E402
 from chord.analysis.runs import Run, eval_stats, load_run, read_jsonl, series  # noqa: E402
 from chord.analysis.seed_stats import MeanCI, diff_ci, mean_ci, paired_diff_ci, verdict  # noqa: E402
+from chord.checkpoint.hub import git_commit as hub_git_commit  # noqa: E402
 
 if TYPE_CHECKING:  # make_server imports it: chord.distributed imports torch (~2 s), which this client never uses
     from chord.distributed.warm_launch import WarmServer
@@ -188,14 +189,8 @@ def steps_done(d: Path) -> int:
 
 
 def git_commit() -> str:
-    """HEAD's short hash, "+dirty" with uncommitted changes to tracked files."""
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):  # no git, or no repository (an sdist): not a reason to fail
-            return ""
-
-    return (git("rev-parse", "--short", "HEAD") or "?") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+    """HEAD's short hash, "+dirty" with uncommitted changes to tracked files; "?" without git."""
+    return hub_git_commit(ROOT) or "?"
 
 
 def made_with(p: Plan) -> dict:

@@ -7,7 +7,7 @@
 
 Needs no GPU and no process group: the model architecture and tokenizer come from the run's
 resolved config saved in the checkpoint, the weights from the checkpoint itself. OUT_DIR gets a
-README.md model card (chord.hub.model_card); --push-to-hub then uploads OUT_DIR, or an already
+README.md model card (chord.checkpoint.hub.model_card); --push-to-hub then uploads OUT_DIR, or an already
 exported folder (final/, best/, an earlier OUT_DIR) with the README.md it has, a card written if it has none.
 """
 
@@ -23,8 +23,8 @@ from omegaconf import OmegaConf
 
 from chord.checkpoint import STATE, damage, find_in
 from chord.checkpoint.ds_weights import policy_state_dict
+from chord.checkpoint.hub import HubError, check_push, push_folder, write_card
 from chord.config import ChordConfig, ConfigError
-from chord.hub import HubError, check_push, push_folder, write_card
 from chord.models.load import DTYPES, ModelError, load_causal_lm, load_tokenizer, resolve_model_path
 
 

@@ -46,6 +46,7 @@ from chord.analysis.curves import summary, write_curves
 from chord.batching import aggregation_scales, collate, count_tokens, expert_row, plan_micro_batches, rollout_row
 from chord.build import Run, build_run, set_numerics
 from chord.checkpoint.disk import failure_message, remove_partial, space_warning
+from chord.checkpoint.hub import publish_run, push_warning
 from chord.checkpoint.lock import RunFolderGone, RunLock, lock_run_folder
 from chord.config import (
     ChordConfig,
@@ -66,7 +67,6 @@ from chord.distributed import Dist, broadcast, init_distributed, shm, shutdown
 from chord.distributed.exchange import all_gather_rollouts, gather_floats, shard
 from chord.evaluation import evaluate, new_best, sampling_for, write_results
 from chord.evaluation.exploration import all_equal_fraction, mean_distinct_n
-from chord.hub import publish_run, push_warning
 from chord.learner.guarded_adamw import NonFiniteError
 from chord.logger import RunLogger, quiet_third_party, say, set_aside_old_logs, timed, write_rollouts
 from chord.models.load import ModelError
@@ -208,7 +208,7 @@ def train(run: Run, stop: checkpoint.StopFlag, lock: RunLock | None) -> tuple[di
             rows = [rollout_row(r, a) for r, a in zip(rollouts, adv)] + [expert_row(e) for e in experts]
             aggregation_scales(rows, alg.loss_agg_mode, alg.sft_loss_agg_mode or alg.loss_agg_mode)
             n_rollout_tok, n_expert_tok = count_tokens(rows)  # global denominators of both token means
-            m = {**learn(run, step, rows, mu, times), **rmetrics, "mu": mu}
+            m = {**learn(run, step, rows, (n_rollout_tok, n_expert_tok), mu, times), **rmetrics, "mu": mu}
         if eval_due(cfg, step):
             with timed(times, "eval"):
                 m.update(run_eval(run, step))
@@ -248,14 +248,15 @@ def kept_groups(cfg: ChordConfig, rollouts: list, metrics: dict[str, float]) -> 
     return [r for i, r in enumerate(rollouts) if keep[i // k]], rewards[keep]
 
 
-def learn(run: Run, step: int, rows: list, mu: float, times: dict[str, float]) -> dict[str, float]:
+def learn(run: Run, step: int, rows: list, tokens: tuple[int, int], mu: float,
+          times: dict[str, float]) -> dict[str, float]:
     """The step's rows -> micro-batches -> one optimizer step -> the new weights into the engine; its metrics.
     No rows (every group filtered, no expert rows) is no update at all: Adam's moments, weight decay and the lr
     schedule stay as they are, as for a skipped non-finite step (docs/algorithm.md#group-filtering)."""
     cfg, t, d = run.cfg, run.cfg.trainer, run.dist
     m: dict[str, float] = {"optim/empty_step": float(not rows)} if cfg.algorithm.filter_groups else {}
     if rows:
-        n_rollout_tok, n_expert_tok = count_tokens(rows)
+        n_rollout_tok, n_expert_tok = tokens  # the step's global token counts (count_tokens)
         micro = [collate(b, run.pad_id, run.packed) for b in plan_micro_batches(
             rows, d.world, max_tokens=t.max_tokens_per_micro_batch, rows_per_micro=t.micro_batch_size,
             packed=run.packed)[d.rank]]

@@ -174,19 +174,14 @@ class VLLMEngine:
         params = [sampling_params(s, samples, request_seed(self.seed, step, i, samples), ignore_eos) for i in slots]
         reqs = [TokensPrompt(prompt_token_ids=list(p.prompt_ids)) for p in prompts]
         outs = self.llm.generate(reqs, params, use_tqdm=False)
-        rollouts: list[Rollout] = []
-        for g, p, out in zip(slots, prompts, outs, strict=True):
-            for c in out.outputs:
-                ids = list(c.token_ids)
-                lps = [c.logprobs[t][tok].logprob for t, tok in enumerate(ids)]
-                rollouts.append(Rollout(
-                    prompt_ids=list(p.prompt_ids), response_ids=ids, sampling_logprobs=lps,
-                    response_text="", truncated=c.finish_reason == "length",
-                    group=g, policy_version=self.version,
-                ))
-        for r, text in zip(rollouts, response_texts(self.tokenizer, [r.response_ids for r in rollouts]), strict=True):
-            r.response_text = text
-        return rollouts
+        done = [(g, p, c, list(c.token_ids))
+                for g, p, out in zip(slots, prompts, outs, strict=True) for c in out.outputs]
+        texts = response_texts(self.tokenizer, [ids for *_, ids in done])
+        return [Rollout(prompt_ids=list(p.prompt_ids), response_ids=ids,
+                        sampling_logprobs=[c.logprobs[t][tok].logprob for t, tok in enumerate(ids)],
+                        response_text=text, truncated=c.finish_reason == "length", group=g,
+                        policy_version=self.version)
+                for (g, p, c, ids), text in zip(done, texts, strict=True)]
 
     def push_weights(self, buckets: Iterable[list[tuple[str, torch.Tensor]]], version: int) -> None:
         """Load the learner's weights bucket by bucket: tensors as they are (same process, same device)

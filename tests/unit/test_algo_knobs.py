@@ -214,7 +214,7 @@ def test_a_step_with_nothing_left_makes_no_update():
     cfg.algorithm.filter_groups = True
     run = SimpleNamespace(cfg=cfg, dist=SimpleNamespace(world=1, rank=0), learner=_NoLearner(),
                           state=LoopState(step=4, engine_step=4))
-    m = learn(run, 5, [], 0.1, {})
+    m = learn(run, 5, [], (0, 0), 0.1, {})
     assert m == {"optim/empty_step": 1.0} and run.state.engine_step == 5 and run.state.nonfinite_streak == 0
 
 

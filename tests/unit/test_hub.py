@@ -1,4 +1,5 @@
-"""Model cards and Hub pushes (chord.hub, `python -m chord.export ... --push-to-hub`) against a local stand-in Hub.
+"""Model cards and Hub pushes (chord.checkpoint.hub, `python -m chord.export ... --push-to-hub`) against a local
+stand-in Hub.
 
 The stand-in is a small http.server thread answering what huggingface_hub 2.x's create_repo, create_branch and
 upload_folder send for small files (read from its source: _commit_api.py, _upload_pipeline.py, hf_api.py):
@@ -33,8 +34,7 @@ import pytest
 import torch
 import yaml
 
-from chord import hub
-from chord.checkpoint import STATE
+from chord.checkpoint import STATE, hub
 from chord.config import ConfigError, to_yaml
 from chord.config.recipe import load_config
 

@@ -79,12 +79,11 @@ FLOORS = [
     {"chord.models", "chord.rewards"},
     {"chord.rollout"},
     {"chord.evaluation", "chord.checkpoint"},
-    {"chord.hub"},  # model cards and Hub pushes of exports: used by chord.export and chord.train
     {"chord.build", "chord.export", "chord.diagnose"},  # build_* and the offline command lines
     {"chord.train", "chord.eval"},  # the command lines that build runs
     {"chord.cli"},  # `chord COMMAND ...`: dispatches to every command line above
 ]
-MAX_FLAT_MODULES = 15  # .py files directly under chord/: CLIs, the loop's vocabulary, boundary records
+MAX_FLAT_MODULES = 14  # .py files directly under chord/: CLIs, the loop's vocabulary, boundary records
 
 
 def unit(module: str) -> str:

@@ -32,7 +32,7 @@ from chord.logger import atomic_write_text, say, verbose
 
 BUILT_IN_MODELS = ("tiny", "cards")  # built offline by chord.models: not on the Hub
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")  # what chord.data.loading reads from a local path
-CHECKOUT = Path(__file__).resolve().parent.parent  # the repository chord runs from, if it is one
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository chord runs from, if it is one
 LINEAGE_DEPTH = 8  # exports trained from exports (staged recipes): how far back the card looks for the base model
 
 
