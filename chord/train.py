@@ -308,7 +308,8 @@ def sleep_engine(run: Run) -> None:
 
 def eval_due(cfg: ChordConfig, step: int) -> bool:
     e = cfg.eval
-    return bool(e.benchmarks) and ((e.every > 0 and step % e.every == 0) or (e.at_end and step == cfg.trainer.steps))
+    return bool(e.benchmarks) and ((e.every > 0 and step % e.every == 0) or step in e.at_steps
+                                   or (e.at_end and step == cfg.trainer.steps))
 
 
 def run_eval(run: Run, step: int) -> dict[str, float]:

@@ -267,6 +267,8 @@ class EvalConfig:
 
     benchmarks: list[BenchmarkConfig] = field(default_factory=list)  # evaluation sets; empty: no evaluation
     every: int = 0  # evaluate every N training steps (0: not during training)
+    # and at these steps too (e.g. [5, 10, 20, 40]: dense early, where SFT's shift happens; docs/benchmark.md)
+    at_steps: list[int] = field(default_factory=list)
     at_start: bool = False  # also evaluate the initial weights (logged as step 0)
     at_end: bool = True  # evaluate after the last step (when benchmarks are set)
     k: int = 4  # samples per problem (paper: avg@32 AIME, avg@8 AMC)
@@ -557,7 +559,7 @@ def uses_expert(cfg: ChordConfig) -> bool:
 
 def evaluates(cfg: ChordConfig) -> bool:
     e = cfg.eval
-    return bool(e.benchmarks) and (e.every > 0 or e.at_end or e.at_start)
+    return bool(e.benchmarks) and (e.every > 0 or e.at_end or e.at_start or bool(e.at_steps))
 
 
 def needs_engine(cfg: ChordConfig) -> bool:
@@ -599,14 +601,17 @@ def pass_ks(k: int) -> list[int]:
 def validate_eval(cfg: ChordConfig) -> None:
     ev = cfg.eval
     _require(ev.every >= 0, "eval.every", "must be >= 0")
+    _require(all(isinstance(x, int) and x >= 1 for x in ev.at_steps), "eval.at_steps",
+             f"must be steps >= 1, got {list(ev.at_steps)}")
     _require(ev.k >= 1, "eval.k", f"must be >= 1, got {ev.k}")
     _require(ev.temperature > 0, "eval.temperature", "must be > 0")
     _require(0 < ev.top_p <= 1, "eval.top_p", "must be in (0, 1]")
     _require(ev.max_new_tokens is None or ev.max_new_tokens >= 1, "eval.max_new_tokens", "must be >= 1 or null")
     _require(0 <= ev.max_bad_fraction < 1, "eval.max_bad_fraction", "must be in [0, 1)")
     _one_of(ev.best_mode, "eval.best_mode", ("max", "min"))
-    _require(ev.best_includes_start or not ev.benchmarks or ev.at_end or ev.every > 0, "eval.best_includes_start",
-             "is false, so best/ needs an evaluation after step 0: set eval.at_end or eval.every")
+    _require(ev.best_includes_start or not ev.benchmarks or ev.at_end or ev.every > 0 or bool(ev.at_steps),
+             "eval.best_includes_start", "is false, so best/ needs an evaluation after step 0: set eval.at_end, "
+             "eval.every or eval.at_steps")
     names = [b.name for b in ev.benchmarks]
     for i, b in enumerate(ev.benchmarks):
         _require(b.name.replace("_", "").replace("-", "").isalnum(), f"eval.benchmarks.{i}.name",

@@ -69,10 +69,10 @@ def _batch(tokenizer, rng: random.Random, hands: dict[str, list], size: int, cor
 
 
 def _pretrain(model, tokenizer, seed: int, steps: int, batch: int, lr: float, correct: float, facts: float,
-              log_every: int = 0, worked: float = 0.0) -> None:
+              log_every: int = 0, worked: float = 0.0, held_out_val: int = 0) -> None:
     rng = random.Random(seed + 23)
-    parts = cards.split(seed=0, n_eval=100)  # the task files' split (builtin:cards uses seed 0)
-    held_out = set(parts["eval_id"]) | set(parts["eval_ood"])
+    parts = cards.split(seed=0, n_eval=100, n_val=held_out_val)  # the task files' split (builtin:cards uses seed 0)
+    held_out = set(parts["eval_id"]) | set(parts["eval_ood"]) | set(parts["eval_val"])
     hands = {rule: [h for h in cards.all_hands() if h not in held_out] for rule in (cards.ID_RULE, cards.OOD_RULE)}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.1, 1 - s / steps))
@@ -93,15 +93,19 @@ def _pretrain(model, tokenizer, seed: int, steps: int, batch: int, lr: float, co
 def build_cards_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 192, num_layers: int = 4,
                       num_heads: int = 6, head_dim: int = 32, intermediate_size: int = 512, vocab_size: int = 384,
                       steps: int = 1000, batch: int = 64, lr: float = 2e-3, correct: float = 0.5,
-                      facts: float = 0.5, log_every: int = 0, worked: float = 0.0,
+                      facts: float = 0.5, log_every: int = 0, worked: float = 0.0, held_out_val: int = 0,
                       shipped: Path | None = SHIPPED) -> Path:
     """The card-sum base model folder for these arguments: the shipped one if it was built with them, else
-    built once into cache_dir (deterministic for equal arguments on one machine) and reused."""
+    built once into cache_dir (deterministic for equal arguments on one machine) and reused. held_out_val: also
+    never pretrain on the first N validation hands (builtin:cards_val), so validation, like test, holds hands the
+    base has never seen."""
     args = dict(seed=seed, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, head_dim=head_dim,
                 intermediate_size=intermediate_size, vocab_size=vocab_size, steps=steps, batch=batch, lr=lr,
                 correct=correct, facts=facts, version=BUILD_VERSION, task_version=cards.TASK_VERSION)
     if worked:  # absent at 0: the default base keeps its cache key
         args["worked"] = worked
+    if held_out_val:  # likewise
+        args["held_out_val"] = held_out_val
     key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
     if shipped is not None and (shipped / f"cards-{key}" / "config.json").exists():
         return shipped / f"cards-{key}"
@@ -115,24 +119,29 @@ def build_cards_model(cache_dir: str | Path, seed: int = 0, hidden_size: int = 1
         torch.manual_seed(seed)
         tokenizer = train_tokenizer(cards.corpus(seed, 3000), vocab_size)
         model = new_qwen2(tokenizer, seed, hidden_size, num_layers, num_heads, head_dim, intermediate_size)
-        _pretrain(model, tokenizer, seed, steps, batch, lr, correct, facts, log_every, worked)
+        _pretrain(model, tokenizer, seed, steps, batch, lr, correct, facts, log_every, worked, held_out_val)
         return save_model_folder(model, tokenizer, args, final, t0)
 
 
-def ship(cache_dir: str | Path) -> Path:
-    """Put the default base (built into cache_dir if it is not there) into SHIPPED, with its weights' sha256 in
-    chord_build.json, replacing any earlier shipped base."""
-    built = build_cards_model(cache_dir, log_every=100, shipped=None)
+def ship(cache_dir: str | Path, worked: float = 0.0) -> Path:
+    """Put a base (built into cache_dir if it is not there) into SHIPPED, with its weights' sha256 in
+    chord_build.json, replacing the shipped folder of the same arguments. worked = 0: the default base
+    (`model.path: cards`); worked > 0: the benchmark's math-setting base (docs/benchmark.md#two-settings), which
+    never pretrains on the validation hands."""
+    extra = {"worked": worked, "held_out_val": MATH_HELD_OUT_VAL} if worked else {}
+    built = build_cards_model(cache_dir, log_every=100, shipped=None, **extra)
     tmp = SHIPPED / f".{built.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(built, tmp)
     info = json.loads((tmp / "chord_build.json").read_text())
     info["weights_sha256"] = weights_sha256(tmp)
     (tmp / "chord_build.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
-    for old in SHIPPED.glob("cards-*"):
-        shutil.rmtree(old)
+    shutil.rmtree(SHIPPED / built.name, ignore_errors=True)
     os.replace(tmp, SHIPPED / built.name)
     return SHIPPED / built.name
+
+
+MATH_HELD_OUT_VAL = 100  # the validation hands of builtin:cards_val (chord.tasks.CARDS_VAL)
 
 
 def weights_sha256(folder: Path) -> str:
@@ -143,7 +152,10 @@ if __name__ == "__main__":
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m chord.models.cards", description=ship.__doc__)
-    p.add_argument("--ship", action="store_true", required=True, help="rebuild (or reuse) and ship the default base")
+    p.add_argument("--ship", action="store_true", required=True, help="rebuild (or reuse) and ship a base")
+    p.add_argument("--worked", type=float, default=0.0,
+                   help="0: the default base; > 0: the benchmark's math-setting base with this worked share")
     p.add_argument("--cache-dir", default=".cache/chord", help="where it is built (and reused from)")
-    folder = ship(p.parse_args().cache_dir)
+    args = p.parse_args()
+    folder = ship(args.cache_dir, args.worked)
     print(f"{folder} (weights sha256 {weights_sha256(folder)})")

@@ -37,15 +37,24 @@ def _points24(ood: bool) -> Callable[[Path], dict[str, Path]]:
     return files
 
 
-def _cards(ood: bool) -> Callable[[Path], dict[str, Path]]:
-    """ID hands (rule face=10) for RL prompts, expert rows and evaluation; cards_ood (rule face=faces)
-    is an evaluation set only."""
+CARDS_VAL = 100  # validation hands of builtin:cards_train / cards_val (docs/benchmark.md#splits)
+
+
+def _cards(part: str) -> Callable[[Path], dict[str, Path]]:
+    """cards: ID hands (rule face=10) for RL prompts, expert rows and (test) evaluation; cards_ood (rule
+    face=faces): an evaluation set only. cards_train: the same test hands, with RL and expert hands disjoint
+    from each other and from cards_val, the validation ID hands (an evaluation set only) that checkpoints and
+    learning rates are selected on (docs/benchmark.md#splits)."""
 
     def files(cache_dir: Path) -> dict[str, Path]:
         from chord.tasks.cards import generate_cards_task
 
-        out = generate_cards_task(cache_dir / "cards_task", seed=0)
-        return {"eval": out["eval_ood"]} if ood else {k: out[k] for k in ("rl", "expert", "eval")}
+        out = generate_cards_task(cache_dir / "cards_task", seed=0, n_val=0 if part in ("cards", "ood") else CARDS_VAL)
+        if part == "ood":
+            return {"eval": out["eval_ood"]}
+        if part == "val":
+            return {"eval": out["eval_val"]}
+        return {k: out[k] for k in ("rl", "expert", "eval")}
 
     return files
 
@@ -56,8 +65,10 @@ BUILTIN_TASKS: dict[str, Callable[[Path], dict[str, Path]]] = {
     "tiny_math": _tiny_task("boxed"),
     "points24": _points24(ood=False),
     "points24_ood": _points24(ood=True),
-    "cards": _cards(ood=False),
-    "cards_ood": _cards(ood=True),
+    "cards": _cards("cards"),
+    "cards_ood": _cards("ood"),
+    "cards_train": _cards("train"),
+    "cards_val": _cards("val"),
 }
 
 

@@ -134,11 +134,13 @@ def corpus(seed: int, n: int) -> list[str]:
     return out
 
 
-def split(seed: int, n_eval: int) -> dict[str, list[Hand]]:
-    """Disjoint hands: eval_id (ID rule), eval_ood (OOD rule) and train (the rest of the ID hands).
+def split(seed: int, n_eval: int, n_val: int = 0) -> dict[str, list[Hand]]:
+    """Disjoint hands: eval_id (ID rule), eval_ood (OOD rule), eval_val (ID rule, n_val of them) and train (the
+    rest of the ID hands).
 
     An OOD evaluation hand is never a training hand either, so OOD accuracy is neither memorised
-    numbers nor memorised hands."""
+    numbers nor memorised hands. The validation hands are drawn after the test hands, so eval_id and
+    eval_ood are the same for every n_val (results with and without a validation split share their test sets)."""
     rng = random.Random(seed)
     hands = all_hands()
     rng.shuffle(hands)
@@ -148,38 +150,56 @@ def split(seed: int, n_eval: int) -> dict[str, list[Hand]]:
     rng.shuffle(ood)
     eval_ood = ood[:n_eval]
     taken |= set(eval_ood)
-    return {"eval_id": eval_id, "eval_ood": eval_ood, "train": [h for h in hands if h not in taken]}
+    rest = [h for h in hands if h not in taken]
+    return {"eval_id": eval_id, "eval_ood": eval_ood, "eval_val": rest[:n_val], "train": rest[n_val:]}
 
 
 def generate_cards_task(out_dir: str | Path, seed: int = 0, n_rl: int = 1000, n_expert: int = 300,
-                        n_eval: int = 100) -> dict[str, Path]:
-    """Write rl.jsonl (prompt, answer), expert.jsonl (messages), eval.jsonl and eval_ood.jsonl; reuse if present.
+                        n_eval: int = 100, n_val: int = 0) -> dict[str, Path]:
+    """Write rl.jsonl (prompt, answer), expert.jsonl (messages), eval.jsonl and eval_ood.jsonl (and eval_val.jsonl
+    with n_val > 0); reuse if present.
 
     RL prompts and expert demonstrations are ID hands drawn from the training hands; the expert set is
-    small on purpose (long SFT on it overfits)."""
+    small on purpose (long SFT on it overfits). With n_val > 0 (`builtin:cards_train` / `cards_val`, the
+    benchmark's protocol, docs/benchmark.md#splits) there is also a validation set of ID hands, and the RL and
+    expert hands are disjoint, as the paper's RL and SFT sets are (arXiv 2508.11408 section 4.1); without it
+    (`builtin:cards`) they are drawn independently and may share hands, as they always have."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     params = {"seed": seed, "n_rl": n_rl, "n_expert": n_expert, "n_eval": n_eval, "version": TASK_VERSION}
+    if n_val:  # absent at 0: builtin:cards keeps its files and cache key
+        params["n_val"] = n_val
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    paths = {k: out / f"{k}-{key}.jsonl" for k in ("rl", "expert", "eval", "eval_ood")}
+    kinds = ("rl", "expert", "eval", "eval_ood") + (("eval_val",) if n_val else ())
+    paths = {k: out / f"{k}-{key}.jsonl" for k in kinds}
     manifest = out / f"manifest-{key}.json"
     if manifest.exists() and all(p.exists() for p in paths.values()):
         return paths
-    parts = split(seed, n_eval)
+    parts = split(seed, n_eval, n_val)
     rng = random.Random(seed + 1)
     train = parts["train"]
+    if n_val:
+        if n_rl + n_expert > len(train):
+            raise ValueError(f"n_rl + n_expert = {n_rl + n_expert} disjoint hands, but only {len(train)} are left")
+        drawn = rng.sample(train, n_rl + n_expert)
+        rl_hands, expert_hands = drawn[:n_rl], drawn[n_rl:]
+    else:
+        rl_hands = rng.sample(train, min(n_rl, len(train)))
+        expert_hands = rng.sample(train, min(n_expert, len(train)))
 
     def ask(h: Hand, rule: str) -> dict:
         return {"prompt": prompt_text(h, rule), "answer": str(hand_sum(h, rule))}
 
     rows = {
-        "rl": [ask(h, ID_RULE) for h in rng.sample(train, min(n_rl, len(train)))],
+        "rl": [ask(h, ID_RULE) for h in rl_hands],
         "expert": [{"messages": [{"role": "user", "content": prompt_text(h, ID_RULE)},
                                  {"role": "assistant", "content": expert_solution(h, ID_RULE)}]}
-                   for h in rng.sample(train, min(n_expert, len(train)))],
+                   for h in expert_hands],
         "eval": [ask(h, ID_RULE) for h in parts["eval_id"]],
         "eval_ood": [ask(h, OOD_RULE) for h in parts["eval_ood"]],
     }
+    if n_val:
+        rows["eval_val"] = [ask(h, ID_RULE) for h in parts["eval_val"]]
     for name, r in rows.items():
         write_jsonl(paths[name], r)
     manifest.write_text(json.dumps({**params, "counts": {k: len(v) for k, v in rows.items()}}))

@@ -31,17 +31,22 @@ def test_quick_grid_produces_table_plots_and_phases_from_real_runs(tmp_path, cac
     assert {x["method"] for x in res} == {"SFT", "GRPO", "SFT-then-RL", "CHORD-mu", "CHORD-phi"}
     for x in res:  # every number in the report is the run's own last evaluation
         d = runs / x["method"] / "seed0"
-        evals = [json.loads(line) for f in sorted(d.glob("stage*/eval.jsonl")) or [d / "eval.jsonl"]
-                 for line in f.read_text().splitlines()]
-        assert x["id"]["final"] == pytest.approx(evals[-1]["id/avg@2"])
-        assert x["ood"]["final"] == pytest.approx(evals[-1]["ood/avg@2"])
+        evals = [json.loads(line) for line in (d / "eval.jsonl").read_text().splitlines()]
+        for split in ("val", "id", "ood"):
+            assert x[split]["final"] == pytest.approx(evals[-1][f"{split}/avg@2"])
+        assert x["final_eval"]["step"] == 6  # an SFT-then-RL arm's own steps are offset by its SFT start
         assert x["tokens"] > 0 and x["wall_s"] > 0
         assert f"| {x['method']} | 1 | " in md
-    stages = sorted(p.name for p in (runs / "SFT-then-RL/seed0").glob("stage*"))
-    assert stages == ["stage1-sft", "stage2-rl"]
+    arm = runs / "SFT-then-RL/seed0"  # GRPO from the SFT run's exported validation-best checkpoint, no stages
+    assert (arm / "sft_init/config.json").is_file() and not list(arm.glob("stage*"))
+    init = json.loads((arm / "init.json").read_text())
+    assert init["sft_step"] in (1, 2, 3) and init == next(x for x in res if x["method"] == "SFT-then-RL")["sft_start"]
+    header = next(line for line in md.splitlines() if line.startswith("| method | seeds |"))
+    assert "| val-selected ID |" in header and "| AUC ID |" in header and "best" not in header
+    assert "oracle_best_test_selected_optimistic" in res[0]["id"]
     assert "## Phases per run" in md and "SFT/seed0 | ID |" in md  # SFT runs get phase rows, GRPO none
     assert "GRPO/seed0 |" not in md.split("## Phases per run")[1]
-    for png in ("eval_id.png", "eval_ood.png", "train_reward.png"):
+    for png in ("eval_val.png", "eval_id.png", "eval_ood.png", "train_reward.png", "train_entropy.png"):
         assert (out / png).stat().st_size > 5000
     assert wall < 180, f"the CI grid took {wall:.0f} s"  # measured 101 s warm (25 s base build);
                                                          # 153 s + build --no-warm
@@ -67,7 +72,7 @@ def test_a_warm_launched_run_computes_what_a_fresh_process_computes(tmp_path, ca
     for mode in ("warm", "fresh"):
         runs = tmp_path / mode
         r = run_cli([sys.executable, "benchmarks/method_comparison.py", "--quick", "--methods", "CHORD-phi", "--steps",
-                     "3", "--runs", str(runs), "--out", str(tmp_path / f"out-{mode}"), "--cache-dir",
+                     "4", "--runs", str(runs), "--out", str(tmp_path / f"out-{mode}"), "--cache-dir",
                      str(cache), *(["--no-warm"] if mode == "fresh" else [])], timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         done = json.loads((runs / "CHORD-phi/seed0/benchmark_done.json").read_text())

@@ -68,11 +68,33 @@ def test_unknown_builtin_lists_the_available_ones(tmp_path):
         builtin_source(_cfg(tmp_path), "builtin:points42", "rl")
     msg = str(e.value)
     assert "\n" not in msg and "builtin:points42" in msg
-    names = ("tiny", "tiny_math", "points24", "points24_ood", "cards", "cards_ood")
+    names = ("tiny", "tiny_math", "points24", "points24_ood", "cards", "cards_ood", "cards_train", "cards_val")
     for name in names:
         assert f"builtin:{name}," in msg + "," or f"builtin:{name})" in msg
     assert set(BUILTIN_TASKS) == set(names)
     assert not (tmp_path / "points24").exists()  # nothing generated for a bad name
+
+
+def test_cards_train_and_cards_val_share_the_test_set_and_keep_validation_apart(tmp_path):
+    cfg = _cfg(tmp_path)
+    train = {kind: Path(builtin_source(cfg, "builtin:cards_train", kind)) for kind in ("rl", "expert", "eval")}
+    val = Path(builtin_source(cfg, "builtin:cards_val", "eval"))
+    test = Path(builtin_source(cfg, "builtin:cards", "eval"))
+    assert all(p.parent == tmp_path / "cards_task" for p in (*train.values(), val, test))
+    assert val.name.startswith("eval_val-") and train["eval"] != test  # the n_val task's own files
+    assert train["eval"].read_bytes() == test.read_bytes()  # results on either recipe share their test hands
+    rl = {r["prompt"] for r in read_json_rows(train["rl"]).rows}
+    expert = {r["messages"][0]["content"] for r in read_json_rows(train["expert"]).rows}
+    held = {r["prompt"] for r in read_json_rows(val).rows}
+    assert len(rl) == 1000 and len(expert) == 300 and len(held) == 100
+    assert not held & (rl | expert) and not rl & expert and not held & {r["prompt"] for r in read_json_rows(test).rows}
+
+
+def test_cards_val_is_an_evaluation_set_only(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        builtin_source(_cfg(tmp_path), "builtin:cards_val", "rl")
+    msg = str(e.value)
+    assert "\n" not in msg and "builtin:cards_val" in msg and "no rl data" in msg and "eval.benchmarks" in msg
 
 
 def test_other_sources_pass_through(tmp_path):

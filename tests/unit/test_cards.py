@@ -1,10 +1,12 @@
 """The card-sum task (chord.tasks.cards) and its recipes (the seed statistics: test_seed_stats.py)."""
 
+import hashlib
 import json
 import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from chord.config.recipe import load_config
 from chord.config.stages import expand
@@ -73,6 +75,58 @@ def test_generated_files_match_the_split_and_are_reused(tmp_path):
     assert paths["rl"].stat().st_mtime_ns == mtime
 
 
+def test_validation_hands_come_after_the_test_hands_and_leave_them_unchanged():
+    base, parts = cards.split(seed=0, n_eval=100), cards.split(seed=0, n_eval=100, n_val=100)
+    assert base["eval_val"] == []
+    assert parts["eval_id"] == base["eval_id"] and parts["eval_ood"] == base["eval_ood"]  # the same test sets
+    val = set(parts["eval_val"])
+    assert len(val) == len(parts["eval_val"]) == 100
+    assert not val & (set(parts["train"]) | set(parts["eval_id"]) | set(parts["eval_ood"]))
+    assert base["train"] == parts["eval_val"] + parts["train"]  # taken off the front of the same order
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def _prompts(rows: list[dict]) -> list[str]:
+    return [r["prompt"] if "prompt" in r else r["messages"][0]["content"] for r in rows]
+
+
+# sha256 over the default call's file names and bytes, measured when n_val was added: builtin:cards and the
+# recorded benchmark results (docs/benchmark.md) use these files; change it only with a TASK_VERSION bump
+DEFAULT_FILES_SHA256 = "e0386e6486f62f8f55e4d56a54d07caef80cc7524bb6cd4676d3f3a54537c33b"
+
+
+def test_validation_split_keeps_the_default_files_and_draws_rl_and_expert_hands_apart(tmp_path):
+    default = cards.generate_cards_task(tmp_path / "a", seed=0)
+    with_val = cards.generate_cards_task(tmp_path / "a", seed=0, n_val=100)
+    again = cards.generate_cards_task(tmp_path / "b", seed=0)
+    assert set(default) == {"rl", "expert", "eval", "eval_ood"} and set(with_val) == set(default) | {"eval_val"}
+    assert {p.name for p in default.values()} == {p.name for p in again.values()}
+    assert all(default[k].read_bytes() == again[k].read_bytes() for k in default)
+    digest = hashlib.sha256()
+    for k in sorted(default):
+        digest.update(default[k].name.encode() + default[k].read_bytes())
+    assert digest.hexdigest() == DEFAULT_FILES_SHA256  # byte-identical to the files before n_val existed
+    key = default["rl"].name.removeprefix("rl-")
+    assert with_val["rl"].name != default["rl"].name and all(p.name.endswith(key) for p in default.values())
+    assert len(list((tmp_path / "a").glob("manifest-*.json"))) == 2
+    rows = {k: _rows(p) for k, p in with_val.items()}
+    assert [len(rows[k]) for k in ("rl", "expert", "eval", "eval_ood", "eval_val")] == [1000, 300, 100, 100, 100]
+    assert with_val["eval"].read_bytes() == default["eval"].read_bytes()  # the same test hands
+    assert with_val["eval_ood"].read_bytes() == default["eval_ood"].read_bytes()
+    rl, expert, val = (set(_prompts(rows[k])) for k in ("rl", "expert", "eval_val"))
+    assert len(rl) == 1000 and len(expert) == 300 and len(val) == 100
+    assert not rl & expert and not (rl | expert) & val and not (rl | expert | val) & set(_prompts(rows["eval"]))
+    assert _prompts(rows["eval_val"]) == [cards.prompt_text(h, cards.ID_RULE)
+                                          for h in cards.split(0, 100, 100)["eval_val"]]
+    old = _rows(default["rl"]), _rows(default["expert"])  # without n_val the two draws may share hands
+    assert set(_prompts(old[0])) & set(_prompts(old[1]))
+    with pytest.raises(ValueError, match="disjoint hands"):
+        cards.generate_cards_task(tmp_path / "c", seed=0, n_rl=2000, n_val=100)
+
+
 def test_base_pretraining_never_sees_held_out_hands_or_the_expert_style(monkeypatch):
     from chord.models import cards as cards_base
     from chord.models.tiny import train_tokenizer
@@ -94,6 +148,62 @@ def test_base_pretraining_never_sees_held_out_hands_or_the_expert_style(monkeypa
     held_out = {(h, cards.ID_RULE) for h in parts["eval_id"]} | {(h, cards.OOD_RULE) for h in parts["eval_ood"]}
     assert seen and not set(seen) & held_out
     assert {rule for _, rule in seen} == {cards.ID_RULE, cards.OOD_RULE}
+
+
+class _Stop(Exception):
+    pass
+
+
+def _pretraining_hands(monkeypatch, held_out_val: int) -> dict[str, list]:
+    """The `hands` dict the real _pretrain hands to its first _batch call (stopped there: no training)."""
+    from chord.models import cards as cards_base
+
+    got = {}
+
+    def first_batch(tokenizer, rng, hands, *args, **kwargs):
+        got.update(hands)
+        raise _Stop
+
+    monkeypatch.setattr(cards_base, "_batch", first_batch)
+    with pytest.raises(_Stop):
+        cards_base._pretrain(torch.nn.Linear(1, 1), None, seed=0, steps=1, batch=1, lr=1e-3, correct=0.5,
+                             facts=0.5, held_out_val=held_out_val)
+    monkeypatch.undo()
+    return got
+
+
+def test_base_pretraining_with_held_out_val_never_sees_the_validation_hands(monkeypatch):
+    from chord.models import cards as cards_base
+    from chord.models.tiny import train_tokenizer
+
+    val = set(cards.split(0, 100, 100)["eval_val"])
+    default, held = _pretraining_hands(monkeypatch, 0), _pretraining_hands(monkeypatch, 100)
+    for rule in (cards.ID_RULE, cards.OOD_RULE):
+        assert val <= set(default[rule])  # the default base (the shipped one) did see them
+        assert held[rule] == [h for h in default[rule] if h not in val]
+    seen = []
+    real = cards.noisy_answer
+    monkeypatch.setattr(cards, "noisy_answer", lambda h, rule, rng, c: seen.append(h) or real(h, rule, rng, c))
+    tok = train_tokenizer(cards.corpus(0, 300), 384)
+    rng = random.Random(0)
+    for _ in range(5):
+        cards_base._batch(tok, rng, held, 64, 0.5, 0.0)
+    assert len(seen) == 5 * 64 and not set(seen) & val
+
+
+def test_held_out_val_changes_the_base_models_cache_key(monkeypatch, tmp_path):
+    """Pretraining itself is replaced (minutes); the key, the folder and the argument reaching _pretrain are real."""
+    from chord.models import cards as cards_base
+
+    passed = []
+    monkeypatch.setattr(cards_base, "_pretrain", lambda *a: passed.append(a[-1]))
+    tiny = dict(hidden_size=16, num_layers=1, num_heads=2, head_dim=8, intermediate_size=32, shipped=None)
+    plain = cards_base.build_cards_model(tmp_path, **tiny)
+    held = cards_base.build_cards_model(tmp_path, held_out_val=100, **tiny)
+    assert plain != held and plain.parent == held.parent == tmp_path and passed == [0, 100]
+    assert "held_out_val" not in json.loads((plain / "chord_build.json").read_text())  # the default key is kept
+    assert json.loads((held / "chord_build.json").read_text())["held_out_val"] == 100
+    assert cards_base.build_cards_model(tmp_path, held_out_val=100, **tiny) == held and passed == [0, 100]
 
 
 @pytest.mark.parametrize("path", CARD_RECIPES, ids=lambda p: p.name)

@@ -104,3 +104,25 @@ def test_cli_refuses_a_small_token_budget_before_any_work(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert p.stderr.strip().splitlines()[-1].startswith("chord: config error: 'trainer.max_tokens_per_micro_batch'")
     assert not out.exists() and not (tmp_path / "cache").exists()  # nothing built, nothing written
+
+
+def test_eval_at_steps_adds_evaluations_between_every_and_the_end():
+    from chord.config.schema import evaluates
+    from chord.train import eval_due
+
+    cfg = load_config(ROOT / "recipes/cards.yaml", ["eval.at_steps=[5,10]", "eval.every=0", "trainer.steps=40"])
+    assert cfg.eval.at_steps == [5, 10]
+    assert [s for s in range(1, 41) if eval_due(cfg, s)] == [5, 10, 40]  # 40: eval.at_end
+    cfg = load_config(ROOT / "recipes/cards.yaml", ["eval.at_steps=[5]", "eval.every=20", "eval.at_end=false"])
+    assert [s for s in range(1, 121) if eval_due(cfg, s)] == [5, 20, 40, 60, 80, 100, 120]
+    only = ["eval.every=0", "eval.at_end=false", "eval.at_start=false", "eval.best_includes_start=false"]
+    cfg = load_config(ROOT / "recipes/cards.yaml", [*only, "eval.at_steps=[5]"])  # best/ can come from step 5
+    assert evaluates(cfg) and [s for s in range(1, 121) if eval_due(cfg, s)] == [5]
+    assert not evaluates(load_config(ROOT / "recipes/cards.yaml", only[:3]))
+
+
+@pytest.mark.parametrize("steps", ["[0]", "[-1]", "[5,0]"])
+def test_eval_at_steps_must_be_positive(steps):
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "recipes/cards.yaml", [f"eval.at_steps={steps}"])
+    assert "'eval.at_steps' must be steps >= 1" in str(e.value) and "\n" not in str(e.value)

@@ -80,7 +80,7 @@ def test_pairing_refuses_unequal_lengths():
 
 def test_committed_grid_pairs_over_its_seeds():
     """The committed 5-seed grid records each run's seed: every method ran seeds 0-4, so every comparison pairs."""
-    from benchmarks.method_comparison import by_seed, paired_or_welch
+    from benchmarks.comparison_report import by_seed, paired_or_welch
 
     rows = json.loads((RESULTS / "method_comparison_seeds0-4_2026-11-30/results.json").read_text())
     per = {m: by_seed([(r["seed"], r["id"]["final"]) for r in rows if r["method"] == m])
