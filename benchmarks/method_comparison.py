@@ -83,7 +83,7 @@ EXTRA_METHODS = {  # --methods may name these too: the paper's second SFT-then-R
 ALL_METHODS = {**METHODS, **EXTRA_METHODS}
 # math: the share of the base's pretraining rows that are plain-number sums worked step by step, chosen by the
 # calibration in docs/benchmark.md#two-settings; tool: the shipped base (model.path=cards)
-SETTINGS = {"math": 0.2, "tool": 0.0}
+SETTINGS = {"math": 0.4, "tool": 0.0}
 VAL_HANDS = 100  # builtin:cards_val; the math base never pretrains on them (chord.models.cards held_out_val)
 SPLITS = ("val", "id", "ood")  # validation ID, test ID, test OOD
 SOURCES = {"val": "builtin:cards_val", "id": "builtin:cards", "ood": "builtin:cards_ood"}

@@ -236,16 +236,20 @@ def test_worked_sums_use_the_expert_procedure_on_plain_numbers_only():
     assert 16 < len(worked) < 48 and all("<|im_start|>" not in t for t in worked)  # plain text, never chat
 
 
-def test_the_shipped_base_is_the_default_build_and_is_used_without_building(tmp_path):
-    """`model.path: cards` resolves to the base in chord/models/shipped/ (no ~8-minute pretraining): its folder
-    is the default arguments' cache key, and its weights are the ones its chord_build.json names."""
-    from chord.models.cards import SHIPPED, weights_sha256
+def test_the_shipped_bases_are_the_default_and_math_builds_and_are_used_without_building(tmp_path):
+    """`model.path: cards` and the benchmark's math-setting base resolve to the bases in chord/models/shipped/ (no
+    ~8-minute pretraining): each folder is its arguments' cache key, and its weights are the ones its
+    chord_build.json names; nothing else ships (an old base left beside a new one would be dead weight)."""
+    from benchmarks.method_comparison import SETTINGS, VAL_HANDS
+    from chord.models.cards import SHIPPED, build_cards_model, weights_sha256
     from chord.models.load import resolve_model_path
 
-    shipped = sorted(SHIPPED.glob("cards-*"))
-    assert len(shipped) == 1, shipped  # one base: an old one left beside a new one would be dead weight
-    info = json.loads((shipped[0] / "chord_build.json").read_text())
-    assert info["weights_sha256"] == weights_sha256(shipped[0])
-    assert resolve_model_path("cards", tmp_path) == str(shipped[0])  # the default arguments' key
+    default = Path(resolve_model_path("cards", tmp_path))  # the default arguments' key
+    math = build_cards_model(tmp_path, worked=SETTINGS["math"], held_out_val=VAL_HANDS)
+    assert sorted(SHIPPED.glob("cards-*")) == sorted([default, math]) and default != math
+    for folder in (default, math):
+        info = json.loads((folder / "chord_build.json").read_text())
+        assert info["weights_sha256"] == weights_sha256(folder)
+        assert (folder / "model.safetensors").stat().st_size < 10 * 2**20
+    assert json.loads((math / "chord_build.json").read_text())["worked"] == SETTINGS["math"]
     assert not any(tmp_path.iterdir())  # nothing built into the cache
-    assert (shipped[0] / "model.safetensors").stat().st_size < 10 * 2**20
