@@ -26,7 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.method_comparison import DONE, SPLITS, Plan, eval_points, git_commit, sft_candidates  # noqa: E402
+from benchmarks.method_comparison import DONE, METHODS, SPLITS, Plan, eval_points, git_commit, sft_candidates  # noqa: E402
 from chord.analysis.claims import area_under_curve, entropy_end, style_stats, val_selected  # noqa: E402
 from chord.analysis.phases import Phases  # noqa: E402
 from chord.analysis.run_phases import phases_from_rows  # noqa: E402
@@ -451,7 +451,8 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
            "sha256 to check it against)"),
         f"- sweep: {a.sweep or 'none (the recipes learning rates)'}",
         f"- wall time of this invocation: {wall:.0f} s (finished runs skipped on a rerun are not in it); "
-        f"sum of run wall times: {sum(r.done['wall_s'] for r in results):.0f} s (SFT-then-RL arms: their own steps)",
+        f"sum of run wall times: {sum(r.done['wall_s'] for r in results):.0f} s (SFT-then-RL arms: their own steps); "
+        f"the default five methods' runs: {sum(r.done['wall_s'] for r in results if r.plan.method in METHODS):.0f} s",
         "- launch: " + (f"runs forked from a server that imported the stack once in {server.import_s:.0f} s (in no "
                         "run's wall time); " if server.import_s else f"fresh processes ({server.fallback}); "
                         if server.fallback else "no run started in this invocation; ")

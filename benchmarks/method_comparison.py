@@ -72,6 +72,8 @@ EXTRA_METHODS = {  # --methods may name these too: the paper's second SFT-then-R
                                 note="GRPO from SFT's checkpoint nearest one epoch (the paper's SFT-light + RL)"),
     "CHORD-mu-noRL": Method("recipes/cards_chord_mu.yaml", ("trainer.prompts_per_step=0",), lr_of="CHORD-mu",
                             note="CHORD-mu's mu schedule and rows without rollouts: its SFT half alone"),
+    "SFT-muLR": Method("recipes/cards_sft.yaml", lr_of="CHORD-mu",
+                       note="SFT at CHORD-mu's learning rate and rows: what CHORD-mu's SFT half would do alone"),
     "mu0.02": Method("recipes/cards.yaml", ("algorithm.sft_weight=none", "algorithm.mu.peak=0.02",
                                             "algorithm.mu.valley=0.02"), lr_of="CHORD-phi", note="fixed mu, no phi"),
     "mu0.1": Method("recipes/cards.yaml", ("algorithm.sft_weight=none",), lr_of="CHORD-phi", note="fixed mu, no phi"),

@@ -212,10 +212,12 @@ def test_card_recipes_share_task_model_and_evaluation(path):
     assert cfgs[0].model.path == "cards"  # a later stage starts from the previous stage's export
     for cfg in cfgs:
         assert cfg.reward.name == "cards"
-        assert [(b.name, b.source, b.k) for b in cfg.eval.benchmarks] == [
-            ("id", "builtin:cards", 4), ("ood", "builtin:cards_ood", 4)]
-        assert cfg.eval.best_metric == "id/avg@4" and cfg.eval.at_start
-    assert sum(c.trainer.steps for c in cfgs) == 120  # the equal budget
+        assert [(b.name, b.source, b.k) for b in cfg.eval.benchmarks] == [  # validation selects, test reports
+            ("val", "builtin:cards_val", 4), ("id", "builtin:cards", 4), ("ood", "builtin:cards_ood", 4)]
+        assert cfg.eval.best_metric == "val/avg@4" and not cfg.eval.best_includes_start
+        assert cfg.data.prompts.source == "builtin:cards_train" and cfg.trainer.lr_warmup_steps == 5
+    assert cfgs[0].eval.at_start and cfgs[0].eval.at_steps == [5, 10, 20, 40][:len(cfgs[0].eval.at_steps)]
+    assert sum(c.trainer.steps for c in cfgs) == 60  # the equal budget
 
 
 def test_worked_sums_use_the_expert_procedure_on_plain_numbers_only():

@@ -11,11 +11,12 @@ import pytest
 
 from benchmarks import lr_sweep
 from benchmarks import method_comparison as mc
-from chord.models.cards import SHIPPED
+from chord.models.cards import build_cards_model
 from tests.unit.fake_trainer import val_acc
 from tests.unit.test_method_comparison import calls, overrides, use_fake
 
 pytestmark = pytest.mark.unit
+DEFAULT_BASE = build_cards_model("unused-cache")  # the shipped default base (`model.path: cards`): no build
 ROOT = Path(__file__).resolve().parents[2]
 LRS = [1e-4, 3e-4, 1e-3]
 
@@ -79,7 +80,7 @@ def test_sweep_chooses_each_rate_on_validation_alone(tmp_path, monkeypatch):
 def test_calibration_picks_the_smallest_share_meeting_the_criteria(tmp_path, monkeypatch):
     args = use_fake(tmp_path, monkeypatch)
     flat = tmp_path / "flat-base"  # the shipped weights under a name the fake reads as "never dips"
-    flat.symlink_to(next(SHIPPED.glob("cards-*")), target_is_directory=True)
+    flat.symlink_to(DEFAULT_BASE, target_is_directory=True)
     monkeypatch.setattr(mc, "base_model", lambda a: str(flat) if a.worked == 0.1 else "cards")
     out = tmp_path / "out"
     assert lr_sweep.main(["--calibrate", "0.2", "0.1", "--steps", "60", "--k", "2", "--eval-problems", "16",

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks import method_comparison as mc
-from chord.models.cards import SHIPPED
+from chord.models.cards import build_cards_model
 from tests.unit.fake_trainer import id_acc, val_acc
 
 pytestmark = pytest.mark.unit
+DEFAULT_BASE = build_cards_model("unused-cache")  # the shipped default base (`model.path: cards`): no build
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_trainer.py")
 N = 60  # steps of every grid here: evaluations at 5, 10, 20, 40, 60; SFT-then-RL start candidates 5, 10, 20, 30
@@ -170,7 +171,7 @@ def test_grid_resumes_after_a_failed_run_and_reports_every_run(tmp_path, monkeyp
     prov = (tmp_path / "out/provenance.md").read_text()
     assert "commit:" in prov and prov.count("| CHORD-mu/seed") == 2  # every run, with the code it ran
     # the runs' base (model.path=cards: the shipped one), traced to its weights
-    shipped = json.loads(next(SHIPPED.glob("cards-*/chord_build.json")).read_text())["weights_sha256"]
+    shipped = json.loads((DEFAULT_BASE / "chord_build.json").read_text())["weights_sha256"]
     assert f"model.safetensors, sha256 {shipped} (checked: the sha256 its chord_build.json records)" in prov
 
 
@@ -225,7 +226,7 @@ def test_other_seeds_are_checked_against_a_previous_grid(tmp_path, monkeypatch):
 
 
 def test_base_weights_are_hashed_and_a_changed_shipped_base_stops_the_grid(tmp_path):
-    shipped = next(SHIPPED.glob("cards-*"))
+    shipped = DEFAULT_BASE
     recorded = json.loads((shipped / "chord_build.json").read_text())["weights_sha256"]
     base = mc.base_weights("cards", tmp_path / "cache")  # resolved as chord/train.py resolves model.path
     assert (base["folder"], base["sha256"], base["recorded"]) == (shipped, recorded, True)
@@ -257,3 +258,18 @@ def test_script_help_runs():
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks/method_comparison.py"), "--help"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--seeds" in r.stdout
+
+
+def test_a_sweep_of_another_budget_is_refused_and_never_a_default(tmp_path, monkeypatch):
+    """A sweep tuned 60-step runs says nothing about another budget: given, it is one line; found, it is skipped."""
+    sweep = tmp_path / "results" / "lr_sweep_math_2026-01-01"
+    sweep.mkdir(parents=True)
+    sweep.joinpath("sweep.json").write_text(json.dumps({"steps": 60, "chosen": {"SFT": {"lr": 3e-4}}}))
+    with pytest.raises(SystemExit, match="tuned 60-step runs, not 6: pass --sweep none"):
+        mc.swept(sweep, 6)
+    assert mc.swept(sweep, 60) == {"SFT": {"lr": 3e-4}}
+    monkeypatch.setattr(mc, "ROOT", tmp_path)
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "results").rename(tmp_path / "benchmarks" / "results")
+    assert mc.default_sweep(60) == tmp_path / "benchmarks/results/lr_sweep_math_2026-01-01"
+    assert mc.default_sweep(6) is None
