@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from chord.analysis.curves import finish_plot  # noqa: E402
 from chord.analysis.phases import Phases  # noqa: E402
 from chord.analysis.run_phases import phases_from_rows  # noqa: E402
 from chord.analysis.runs import AVG_KEY, Run, RunFolderError, eval_stats, load_run, series  # noqa: E402
@@ -152,11 +153,7 @@ def plot(runs: list[Run], metric: str, out: Path, smooth: float) -> tuple[list[s
         title = f"{'evaluation' if is_eval else 'training'}: {key}" + (f" (EMA {smooth})" if smoothed else "")
         ax.set(title=title, xlabel="global step", ylabel=key + (" (%)" if scale == 100 else ""))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        finish_plot(fig, ax, out / name)
         written.append(name)
     return written, skipped
 

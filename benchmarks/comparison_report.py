@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.method_comparison import DONE, METHODS, SPLITS, Plan, eval_points, git_commit, sft_candidates  # noqa: E402
 from chord.analysis.claims import area_under_curve, entropy_end, style_stats, val_selected  # noqa: E402
+from chord.analysis.curves import finish_plot  # noqa: E402
 from chord.analysis.phases import Phases  # noqa: E402
 from chord.analysis.run_phases import phases_from_rows  # noqa: E402
 from chord.analysis.runs import Run, Stage, eval_stats, load_run, series  # noqa: E402
@@ -183,7 +184,7 @@ def _box(ok: bool, n: int) -> str:
     return "- [ ] (one seed: no interval, not testable)" if n < 2 else f"- [{'x' if ok else ' '}]"
 
 
-def checks(groups: dict[str, list[Result]], steps: int, sweep: dict | None) -> list[str]:
+def checks(groups: dict[str, list[Result]], steps: int, sweep: dict | None, setting: str = "math") -> list[str]:
     """The setting's promises (docs/benchmark.md#setting-checks), each measured here: pass or fail, with numbers."""
     out = []
     if "GRPO" in groups:
@@ -225,9 +226,22 @@ def checks(groups: dict[str, list[Result]], steps: int, sweep: dict | None) -> l
         out.append(f"- [{'x' if d.mean > 0 else ' '}] The math regime (SFT beats GRPO, where the paper's headline "
                    f"claims live): SFT final - GRPO final on validation = {d.fmt()} points"
                    + (f" (Welch {welch.fmt()})" if welch else "") + regime + ".")
-    if sweep and "precondition" in sweep:
+    window = (sweep or {}).get("chosen", {}).get("CHORD-mu", {}).get("decay_steps", steps // 2)
+    if "SFT-muLR" in groups:  # measured in this grid: SFT at CHORD-mu's rate and rows, every seed
+        from benchmarks.lr_sweep import READAPT_SHARE, readapt_step
+
+        back = [readapt_step(dict(zip(*series(r.run.evals, r.key("val"))))) for r in groups["SFT-muLR"]]
+        met = all(t is not None and t <= READAPT_SHARE * window for t in back)
+        out.append(f"- [{'x' if met else ' '}] CHORD-mu's precondition in this setting (the SFT-muLR arm: SFT at "
+                   f"CHORD-mu's rate and rows) is back at the base's validation accuracy "
+                   + ", ".join("never" if t is None else f"at step {t}" for t in back) + " (per seed), against "
+                   f"{READAPT_SHARE} x window {window} = {READAPT_SHARE * window:g}.")
+    elif sweep and "precondition" in sweep and sweep.get("setting", "math") == setting:
         p = sweep["precondition"]
         out.append(f"- [{'x' if p['met'] else ' '}] CHORD-mu's precondition (benchmarks/lr_sweep.py): {p['text']}")
+    elif sweep:
+        out.append(f"- CHORD-mu's precondition: measured by the sweep for the {sweep.get('setting')} setting only; add "
+                   "the SFT-muLR arm to measure it here.")
     return out
 
 
@@ -315,7 +329,7 @@ def reproduction(groups: dict[str, list[Result]], other: Path) -> list[str]:
 
 
 PLOTS = [  # file, what to draw per run (source rows, key), title
-    *[(f"eval_{s}.png", "evals", s, f"{'validation' if s == 'val' else 'test'} {s.upper()} accuracy (avg@k)")
+    *[(f"eval_{s}.png", "evals", s, f"{'validation ID' if s == 'val' else 'test ' + s.upper()} accuracy (avg@k)")
       for s in SPLITS],
     ("train_reward.png", "rows", "reward/mean", "training reward (rollouts)"),
     ("train_entropy.png", "rows", "entropy/rollout", "rollout entropy (nats per token)"),
@@ -357,11 +371,7 @@ def plot_curves(groups: dict[str, list[Result]], out: Path) -> list[str]:
         n = max(len(rs) for rs in groups.values())
         band = f"mean of {n} seeds, band = 95% CI" if n > 1 else "1 seed"
         ax.set(xlabel="optimizer step", ylabel="nats" if "entropy" in title else "%", title=f"{title}: {band}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        finish_plot(fig, ax, out / name)
         made.append(name)
     return made
 
@@ -424,7 +434,7 @@ def report(a: argparse.Namespace, results: list[Result], wall: float, model: str
           "Validation-selected accuracy:", "", *sentences(groups, "selected"), "",
           f"Ranking by mean ID final: {ranking(groups, 'id')}.  ",
           f"Ranking by mean OOD final: {ranking(groups, 'ood')}.", "",
-          "## Setting checks", "", *checks(groups, a.steps, sweep), "",
+          "## Setting checks", "", *checks(groups, a.steps, sweep, a.setting), "",
           "## The paper's other claims (final evaluation; mean ± 95% CI over seeds)", "",
           *claims_table(groups, k), "",
           *(["## Reproduction", "", *reproduction(groups, a.compare), ""] if a.compare else []),

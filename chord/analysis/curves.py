@@ -78,3 +78,15 @@ def summary(folder: str | Path, tensorboard: bool = True) -> str:
     acc = f"held-out accuracy (avg@{'/'.join(ks)}): {', '.join(p for _, p in parts)}; " if parts else ""
     board = f"; TensorBoard: tensorboard --logdir {folder}" if tensorboard else ""
     return f"{acc}curves: {Path(folder) / 'curves.png'}{board}"
+
+
+def finish_plot(fig, ax, path: Path, dpi: int = 110) -> None:
+    """The last lines of every one-panel plot (benchmarks/compare.py, benchmarks/comparison_report.py): grid,
+    legend, tight layout, save, close (an open figure holds its memory until closed)."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-BONUS = {"SFT": 0.0, "GRPO": 0.2, "SFT-then-RL": 0.3, "CHORD-mu": 0.4, "CHORD-phi": 0.1}  # test ID rise per run
+BONUS = {"SFT": 0.0, "GRPO": 0.2, "SFT-then-RL": 0.3, "CHORD-mu": 0.4, "CHORD-phi": 0.1,  # test ID rise per run
+         "SFT-muLR": 0.05}
 # (method, lr) -> validation gain at steps 40 and 60: the sweep's last two evaluations at --steps 60
 LR_GAIN = {
     ("SFT", 3e-4): (0.3, 0.0), ("SFT", 1e-3): (0.2, 0.2),  # mean of the two: 1e-3 (the best single one: 3e-4)

@@ -273,3 +273,22 @@ def test_a_sweep_of_another_budget_is_refused_and_never_a_default(tmp_path, monk
     (tmp_path / "results").rename(tmp_path / "benchmarks" / "results")
     assert mc.default_sweep(60) == tmp_path / "benchmarks/results/lr_sweep_math_2026-01-01"
     assert mc.default_sweep(6) is None
+
+
+def test_the_sft_mulr_arm_measures_chord_mus_precondition_in_the_grids_own_setting(tmp_path, monkeypatch):
+    """SFT at CHORD-mu's rate (from the sweep) in this grid's setting: its readapt step against 0.8 x the window;
+    a sweep of another setting does not stand in for it."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    chosen = {"SFT": {"lr": 1e-3}, "CHORD-mu": {"lr": 2e-4, "decay_steps": 60}}
+    sweep.joinpath("sweep.json").write_text(json.dumps({"setting": "math", "seed": 100, "steps": 60, "chosen": chosen,
+                                                        "precondition": {"met": True, "text": "math's own"}}))
+    assert _grid(tmp_path, monkeypatch, seeds="1", extra=("--sweep", str(sweep), "--setting", "tool", "--methods",
+                                                          "SFT", "SFT-muLR")) == 0
+    got = {Path(overrides(c)["run.output_dir"]).parent.name: overrides(c) for c in calls(tmp_path)}
+    assert got["SFT-muLR"]["trainer.lr"] == "0.0002" and got["SFT"]["trainer.lr"] == "0.001"
+    md = (tmp_path / "out/results.md").read_text()
+    assert "math's own" not in md
+    # the fake's SFT-muLR curve ends 10 points lower after step 40: its lowest point is the last, never back
+    assert ("- [ ] CHORD-mu's precondition in this setting (the SFT-muLR arm: SFT at CHORD-mu's rate and rows) "
+            "is back at the base's validation accuracy never (per seed), against 0.8 x window 60 = 48.") in md
