@@ -271,7 +271,7 @@ def test_a_sweep_of_another_budget_is_refused_and_never_a_default(tmp_path, monk
     monkeypatch.setattr(mc, "ROOT", tmp_path)
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "results").rename(tmp_path / "benchmarks" / "results")
-    assert mc.default_sweep(60) == tmp_path / "benchmarks/results/lr_sweep_math_2026-01-01"
+    assert mc.default_sweep(60) == tmp_path / "benchmarks" / "results" / sweep.name
     assert mc.default_sweep(6) is None
 
 
