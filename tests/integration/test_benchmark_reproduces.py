@@ -24,8 +24,8 @@ def _rows(path: Path, steps: set[int]) -> list[dict]:
     return json.loads(json.dumps(keep).replace("NaN", "null"))  # NaN != NaN; null == null
 
 
-@pytest.mark.skipif(not REFERENCES, reason="no committed grid reference (benchmarks/results/*/reference)")
 def test_a_fresh_checkout_reproduces_the_recorded_grid_run(tmp_path):
+    assert REFERENCES, "no committed grid reference (benchmarks/results/method_comparison_math_*/reference)"
     ref_file = REFERENCES[-1]
     ref = json.loads(ref_file.read_text())
     base = SHIPPED / ref["base_folder"]
