@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/method_comparison.py`: sys.p
 
 from chord.analysis.runs import read_jsonl  # noqa: E402
 from chord.checkpoint.hub import git_commit as hub_git_commit  # noqa: E402
+from chord.tasks.cards import N_EXPERT  # noqa: E402
 
 if TYPE_CHECKING:  # make_server imports it: chord.distributed imports torch (~2 s), which this client never uses
     from chord.distributed.warm_launch import WarmServer
@@ -280,17 +281,14 @@ def sft_start(a: argparse.Namespace, method: str, seed: int) -> dict:
         raise SystemExit(f"method_comparison: {method}/seed{seed}: the SFT run has no validation evaluation at "
                          f"steps {sft_candidates(a.steps)}")
     if ALL_METHODS[method].after_sft == "light":  # about one epoch of the expert rows (the paper's SFT-light)
-        epoch = EXPERT_ROWS / expert_per_step(a)
+        epoch = N_EXPERT / expert_per_step()
         k = max([c for c in cands if c <= epoch] or cands[:1])
     else:  # SFT-best on validation (ties: the earlier), never step 0
         k = max(cands, key=lambda c: (val[c], -c))
     return {"sft_step": k, "val": val[k], "candidates": {str(c): val[c] for c in cands}}
 
 
-EXPERT_ROWS = 300  # builtin:cards_train's expert demonstrations (chord.tasks.cards.generate_cards_task)
-
-
-def expert_per_step(a: argparse.Namespace) -> int:
+def expert_per_step() -> int:
     return int(yaml.safe_load((ROOT / METHODS["SFT"].recipe).read_text())["trainer"]["expert_per_step"])
 
 

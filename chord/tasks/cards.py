@@ -154,7 +154,10 @@ def split(seed: int, n_eval: int, n_val: int = 0) -> dict[str, list[Hand]]:
     return {"eval_id": eval_id, "eval_ood": eval_ood, "eval_val": rest[:n_val], "train": rest[n_val:]}
 
 
-def generate_cards_task(out_dir: str | Path, seed: int = 0, n_rl: int = 1000, n_expert: int = 300,
+N_EXPERT = 300  # expert demonstrations of builtin:cards / cards_train
+
+
+def generate_cards_task(out_dir: str | Path, seed: int = 0, n_rl: int = 1000, n_expert: int = N_EXPERT,
                         n_eval: int = 100, n_val: int = 0) -> dict[str, Path]:
     """Write rl.jsonl (prompt, answer), expert.jsonl (messages), eval.jsonl and eval_ood.jsonl (and eval_val.jsonl
     with n_val > 0); reuse if present.
